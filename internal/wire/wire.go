@@ -1,0 +1,372 @@
+// Package wire is the protocol between doppel's client and its agent: the versioned handshake
+// that opens a session, the request and reply that open each multiplexed stream, and the
+// datagram frames of UDP flows. It owns no connections, goroutines or kernel state: it encodes
+// and decodes on readers and writers that its callers own. docs/PROTOCOL.md describes the same
+// format for humans; the two must agree.
+package wire
+
+import (
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+)
+
+// Version is the protocol version this build speaks. A client and an agent of different
+// versions refuse each other during the handshake.
+const Version uint16 = 1
+
+// Magic opens every handshake message, so that a peer speaking something else is recognised at
+// once instead of being read as a version and a secret.
+var Magic = [4]byte{'D', 'O', 'P', 'L'}
+
+// SecretSize is the length of the per-session secret.
+const SecretSize = 32
+
+// MaxBody is the largest request body, reply message or datagram payload a frame can carry.
+const MaxBody = 65535
+
+// ErrBadMagic means the peer does not speak doppel's protocol.
+var ErrBadMagic = errors.New("peer does not speak the doppel protocol")
+
+// Hello is the first thing a client sends on a new connection.
+type Hello struct {
+	Version uint16
+	Secret  [SecretSize]byte
+}
+
+// WriteHello encodes h: magic, version (big endian), secret.
+func WriteHello(w io.Writer, h Hello) error {
+	var b [4 + 2 + SecretSize]byte
+	copy(b[:4], Magic[:])
+	binary.BigEndian.PutUint16(b[4:6], h.Version)
+	copy(b[6:], h.Secret[:])
+	_, err := w.Write(b[:])
+	return err
+}
+
+// ReadHello decodes a Hello.
+func ReadHello(r io.Reader) (Hello, error) {
+	var b [4 + 2 + SecretSize]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return Hello{}, fmt.Errorf("read hello: %w", err)
+	}
+	if [4]byte(b[:4]) != Magic {
+		return Hello{}, ErrBadMagic
+	}
+	var h Hello
+	h.Version = binary.BigEndian.Uint16(b[4:6])
+	copy(h.Secret[:], b[6:])
+	return h, nil
+}
+
+// SecretEqual compares two secrets in constant time.
+func SecretEqual(a, b [SecretSize]byte) bool {
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// Welcome statuses.
+const (
+	WelcomeOK         uint8 = 0
+	WelcomeBadVersion uint8 = 1
+	WelcomeBadSecret  uint8 = 2
+	WelcomeBusy       uint8 = 3
+)
+
+// Welcome is the agent's answer to a Hello.
+type Welcome struct {
+	Version uint16
+	Status  uint8
+	Message string
+}
+
+// WriteWelcome encodes w: magic, version, status, message length (uint16), message.
+func WriteWelcome(wr io.Writer, w Welcome) error {
+	msg := truncate(w.Message)
+	b := make([]byte, 0, 4+2+1+2+len(msg))
+	b = append(b, Magic[:]...)
+	b = binary.BigEndian.AppendUint16(b, w.Version)
+	b = append(b, w.Status)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
+	b = append(b, msg...)
+	_, err := wr.Write(b)
+	return err
+}
+
+// ReadWelcome decodes a Welcome.
+func ReadWelcome(r io.Reader) (Welcome, error) {
+	var b [4 + 2 + 1 + 2]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return Welcome{}, fmt.Errorf("read welcome: %w", err)
+	}
+	if [4]byte(b[:4]) != Magic {
+		return Welcome{}, ErrBadMagic
+	}
+	w := Welcome{Version: binary.BigEndian.Uint16(b[4:6]), Status: b[6]}
+	msg := make([]byte, binary.BigEndian.Uint16(b[7:9]))
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return Welcome{}, fmt.Errorf("read welcome message: %w", err)
+	}
+	w.Message = string(msg)
+	return w, nil
+}
+
+// Kind says what a stream is for.
+type Kind uint8
+
+// Stream kinds.
+const (
+	// KindDialTCP: body is an address; after an OK reply the stream carries the connection's bytes.
+	KindDialTCP Kind = 1
+	// KindUDP: empty body; after an OK reply both sides exchange datagram frames. The agent sends
+	// from one UDP socket per stream, so replies reach the program socket that sent.
+	KindUDP Kind = 2
+	// KindReadFile: body is an absolute path inside the target's root; after an OK reply the
+	// stream carries the file's content and then closes.
+	KindReadFile Kind = 3
+	// KindInfo: empty body; after an OK reply the stream carries a JSON Info and then closes.
+	KindInfo Kind = 4
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDialTCP:
+		return "dial-tcp"
+	case KindUDP:
+		return "udp"
+	case KindReadFile:
+		return "read-file"
+	case KindInfo:
+		return "info"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Request opens a stream.
+type Request struct {
+	Kind Kind
+	Addr netip.AddrPort // KindDialTCP
+	Path string         // KindReadFile
+}
+
+// WriteRequest encodes r: kind, body length (uint16), body.
+func WriteRequest(w io.Writer, r Request) error {
+	var body []byte
+	switch r.Kind {
+	case KindDialTCP:
+		body = AppendAddr(nil, r.Addr)
+	case KindReadFile:
+		if len(r.Path) > MaxBody {
+			return fmt.Errorf("path too long (%d bytes)", len(r.Path))
+		}
+		body = []byte(r.Path)
+	case KindUDP, KindInfo:
+	default:
+		return fmt.Errorf("unknown stream kind %d", r.Kind)
+	}
+	b := make([]byte, 0, 3+len(body))
+	b = append(b, byte(r.Kind))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(body)))
+	b = append(b, body...)
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadRequest decodes a Request; an unknown kind or a malformed body is an error.
+func ReadRequest(rd io.Reader) (Request, error) {
+	var h [3]byte
+	if _, err := io.ReadFull(rd, h[:]); err != nil {
+		return Request{}, fmt.Errorf("read request: %w", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(h[1:3]))
+	if _, err := io.ReadFull(rd, body); err != nil {
+		return Request{}, fmt.Errorf("read request body: %w", err)
+	}
+	r := Request{Kind: Kind(h[0])}
+	switch r.Kind {
+	case KindDialTCP:
+		a, n, err := ParseAddr(body)
+		if err != nil {
+			return Request{}, err
+		}
+		if n != len(body) {
+			return Request{}, fmt.Errorf("dial request: %d trailing bytes", len(body)-n)
+		}
+		r.Addr = a
+	case KindReadFile:
+		r.Path = string(body)
+	case KindUDP, KindInfo:
+		if len(body) != 0 {
+			return Request{}, fmt.Errorf("%s request: unexpected %d-byte body", r.Kind, len(body))
+		}
+	default:
+		return Request{}, fmt.Errorf("unknown stream kind %d", h[0])
+	}
+	return r, nil
+}
+
+// Reply answers a Request. Errno is the Linux errno of the failure where there is one (so the
+// program can be given the error the target's kernel gave), 0 otherwise.
+type Reply struct {
+	OK      bool
+	Errno   uint16
+	Message string
+}
+
+// Err turns a failed reply into an error; nil for an OK reply.
+func (r Reply) Err() error {
+	if r.OK {
+		return nil
+	}
+	return &RemoteError{Errno: r.Errno, Message: r.Message}
+}
+
+// RemoteError is a failure reported by the agent.
+type RemoteError struct {
+	Errno   uint16
+	Message string
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// WriteReply encodes r: status (0 ok, 1 failed), errno (uint16), message length (uint16), message.
+func WriteReply(w io.Writer, r Reply) error {
+	msg := truncate(r.Message)
+	b := make([]byte, 0, 5+len(msg))
+	if r.OK {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+	}
+	b = binary.BigEndian.AppendUint16(b, r.Errno)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
+	b = append(b, msg...)
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadReply decodes a Reply.
+func ReadReply(rd io.Reader) (Reply, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(rd, h[:]); err != nil {
+		return Reply{}, fmt.Errorf("read reply: %w", err)
+	}
+	if h[0] > 1 {
+		return Reply{}, fmt.Errorf("reply: bad status %d", h[0])
+	}
+	msg := make([]byte, binary.BigEndian.Uint16(h[3:5]))
+	if _, err := io.ReadFull(rd, msg); err != nil {
+		return Reply{}, fmt.Errorf("read reply message: %w", err)
+	}
+	return Reply{OK: h[0] == 0, Errno: binary.BigEndian.Uint16(h[1:3]), Message: string(msg)}, nil
+}
+
+// AppendAddr appends the encoding of a: IP length (4 or 16), IP, port (uint16). An invalid
+// address is encoded with length 0 and no port.
+func AppendAddr(b []byte, a netip.AddrPort) []byte {
+	ip := a.Addr()
+	if !ip.IsValid() {
+		return append(b, 0)
+	}
+	s := ip.AsSlice()
+	b = append(b, byte(len(s)))
+	b = append(b, s...)
+	return binary.BigEndian.AppendUint16(b, a.Port())
+}
+
+// ParseAddr decodes an address encoded by AppendAddr and says how many bytes it used.
+func ParseAddr(b []byte) (netip.AddrPort, int, error) {
+	if len(b) < 1 {
+		return netip.AddrPort{}, 0, errors.New("address: empty")
+	}
+	n := int(b[0])
+	if n != 4 && n != 16 {
+		return netip.AddrPort{}, 0, fmt.Errorf("address: bad IP length %d", n)
+	}
+	if len(b) < 1+n+2 {
+		return netip.AddrPort{}, 0, errors.New("address: truncated")
+	}
+	ip, _ := netip.AddrFromSlice(b[1 : 1+n])
+	return netip.AddrPortFrom(ip, binary.BigEndian.Uint16(b[1+n:])), 1 + n + 2, nil
+}
+
+// Datagram is one UDP payload and the remote address it goes to (client to agent) or came from
+// (agent to client).
+type Datagram struct {
+	Addr    netip.AddrPort
+	Payload []byte
+}
+
+// WriteDatagram encodes d as one frame: frame length (uint16), address, payload.
+func WriteDatagram(w io.Writer, d Datagram) error {
+	b := make([]byte, 2, 2+19+len(d.Payload))
+	b = AppendAddr(b, d.Addr)
+	b = append(b, d.Payload...)
+	if len(b)-2 > MaxBody {
+		return fmt.Errorf("datagram too large (%d bytes)", len(d.Payload))
+	}
+	binary.BigEndian.PutUint16(b, uint16(len(b)-2))
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadDatagram decodes one frame into buf's storage when it fits (buf may be nil).
+func ReadDatagram(r io.Reader, buf []byte) (Datagram, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return Datagram{}, err
+	}
+	n := int(binary.BigEndian.Uint16(h[:]))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return Datagram{}, fmt.Errorf("read datagram: %w", err)
+	}
+	a, used, err := ParseAddr(buf)
+	if err != nil {
+		return Datagram{}, fmt.Errorf("datagram: %w", err)
+	}
+	return Datagram{Addr: a, Payload: buf[used:]}, nil
+}
+
+// Info describes the target: what the client needs to make the program see the target's
+// identity. It travels as JSON on a KindInfo stream.
+type Info struct {
+	PID      int      `json:"pid"`
+	Hostname string   `json:"hostname"`
+	Env      []string `json:"env"`
+}
+
+func truncate(s string) string {
+	if len(s) > MaxBody {
+		return s[:MaxBody]
+	}
+	return s
+}
+
+// Splice copies a to b and b to a until both directions are done, passing each direction's end
+// on as a half-close (CloseWrite where the connection has it; a stream's Close is a half-close).
+func Splice(a, b net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, a)
+		closeWrite(b)
+		close(done)
+	}()
+	io.Copy(a, b)
+	closeWrite(a)
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

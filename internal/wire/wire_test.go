@@ -1,0 +1,228 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestHelloRoundTrip(t *testing.T) {
+	h := Hello{Version: Version}
+	copy(h.Secret[:], "0123456789abcdef0123456789abcdef")
+	var b bytes.Buffer
+	if err := WriteHello(&b, h); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHello(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(h, got); diff != "" {
+		t.Errorf("hello (-want +got):\n%s", diff)
+	}
+}
+
+func TestHelloRejectsOtherProtocols(t *testing.T) {
+	_, err := ReadHello(bytes.NewReader([]byte("GET / HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n\r\n")))
+	if !errors.Is(err, ErrBadMagic) {
+		t.Fatalf("ReadHello(http) = %v, want ErrBadMagic", err)
+	}
+}
+
+func TestWelcomeRoundTrip(t *testing.T) {
+	for _, w := range []Welcome{
+		{Version: 1, Status: WelcomeOK},
+		{Version: 7, Status: WelcomeBadSecret, Message: "wrong session secret"},
+	} {
+		var b bytes.Buffer
+		if err := WriteWelcome(&b, w); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadWelcome(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(w, got); diff != "" {
+			t.Errorf("welcome (-want +got):\n%s", diff)
+		}
+	}
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	for _, r := range []Request{
+		{Kind: KindDialTCP, Addr: netip.MustParseAddrPort("10.96.0.1:443")},
+		{Kind: KindDialTCP, Addr: netip.MustParseAddrPort("[fd00::1]:80")},
+		{Kind: KindUDP},
+		{Kind: KindReadFile, Path: "/etc/resolv.conf"},
+		{Kind: KindInfo},
+	} {
+		var b bytes.Buffer
+		if err := WriteRequest(&b, r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadRequest(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(r, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+			t.Errorf("request (-want +got):\n%s", diff)
+		}
+	}
+}
+
+func TestReadRequestErrors(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"unknown kind":   {99, 0, 0},
+		"short addr":     {byte(KindDialTCP), 0, 2, 4, 1},
+		"bad ip length":  {byte(KindDialTCP), 0, 4, 5, 1, 2, 3},
+		"trailing bytes": {byte(KindDialTCP), 0, 8, 4, 1, 2, 3, 4, 0, 80, 9},
+		"udp with body":  {byte(KindUDP), 0, 1, 0},
+		"truncated body": {byte(KindReadFile), 0, 10, '/'},
+	} {
+		if _, err := ReadRequest(bytes.NewReader(in)); err == nil {
+			t.Errorf("%s: ReadRequest succeeded, want error", name)
+		}
+	}
+}
+
+func TestReplyRoundTrip(t *testing.T) {
+	for _, r := range []Reply{{OK: true}, {Errno: 111, Message: "dial 10.0.0.1:80: connection refused"}} {
+		var b bytes.Buffer
+		if err := WriteReply(&b, r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadReply(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(r, got); diff != "" {
+			t.Errorf("reply (-want +got):\n%s", diff)
+		}
+		if (got.Err() == nil) != r.OK {
+			t.Errorf("Err() = %v for OK=%v", got.Err(), r.OK)
+		}
+	}
+}
+
+func TestDatagramRoundTrip(t *testing.T) {
+	var b bytes.Buffer
+	ds := []Datagram{
+		{Addr: netip.MustParseAddrPort("10.96.0.10:53"), Payload: []byte("query")},
+		{Addr: netip.MustParseAddrPort("[::1]:7"), Payload: nil},
+	}
+	for _, d := range ds {
+		if err := WriteDatagram(&b, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range ds {
+		got, err := ReadDatagram(&b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Addr != want.Addr || !bytes.Equal(got.Payload, want.Payload) {
+			t.Errorf("datagram = %v %q, want %v %q", got.Addr, got.Payload, want.Addr, want.Payload)
+		}
+	}
+}
+
+func FuzzReadHello(f *testing.F) {
+	var b bytes.Buffer
+	WriteHello(&b, Hello{Version: Version})
+	f.Add(b.Bytes())
+	f.Add([]byte("DOPL"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, err := ReadHello(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		WriteHello(&out, h)
+		if !bytes.Equal(out.Bytes(), in[:out.Len()]) {
+			t.Fatalf("re-encoding differs: %x vs %x", out.Bytes(), in)
+		}
+	})
+}
+
+func FuzzReadWelcome(f *testing.F) {
+	var b bytes.Buffer
+	WriteWelcome(&b, Welcome{Version: Version, Status: WelcomeBadSecret, Message: "no"})
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, in []byte) {
+		w, err := ReadWelcome(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		WriteWelcome(&out, w)
+		if !bytes.Equal(out.Bytes(), in[:out.Len()]) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+func FuzzReadRequest(f *testing.F) {
+	for _, r := range []Request{
+		{Kind: KindDialTCP, Addr: netip.MustParseAddrPort("10.0.0.1:80")},
+		{Kind: KindReadFile, Path: "/etc/hosts"},
+		{Kind: KindInfo},
+	} {
+		var b bytes.Buffer
+		WriteRequest(&b, r)
+		f.Add(b.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := ReadRequest(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := WriteRequest(&out, r); err != nil {
+			t.Fatalf("decoded request does not encode: %v", err)
+		}
+		again, err := ReadRequest(&out)
+		if err != nil || again.Kind != r.Kind || again.Addr != r.Addr || again.Path != r.Path {
+			t.Fatalf("round trip of %+v gave %+v, %v", r, again, err)
+		}
+	})
+}
+
+func FuzzReadReply(f *testing.F) {
+	var b bytes.Buffer
+	WriteReply(&b, Reply{Errno: 111, Message: "refused"})
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := ReadReply(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		WriteReply(&out, r)
+		if !bytes.Equal(out.Bytes(), in[:out.Len()]) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+func FuzzReadDatagram(f *testing.F) {
+	var b bytes.Buffer
+	WriteDatagram(&b, Datagram{Addr: netip.MustParseAddrPort("10.96.0.10:53"), Payload: []byte("q")})
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, in []byte) {
+		d, err := ReadDatagram(bytes.NewReader(in), nil)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := WriteDatagram(&out, d); err != nil {
+			t.Fatalf("decoded datagram does not encode: %v", err)
+		}
+		again, err := ReadDatagram(&out, nil)
+		if err != nil || again.Addr != d.Addr || !bytes.Equal(again.Payload, d.Payload) {
+			t.Fatalf("round trip differs: %v", err)
+		}
+	})
+}
