@@ -1,0 +1,364 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"gopkg.in/yaml.v3"
+)
+
+var update = flag.Bool("update", false, "rewrite the .golden files of testdata/invalid")
+
+// full is what testdata/valid/full.yaml and full.json hold.
+func full() *Config {
+	return &Config{
+		Schema:   "../../schema.json",
+		Target:   "pid:1234",
+		LogLevel: "debug",
+		Agent: AgentConfig{
+			GracePeriod: Duration(90 * time.Second),
+			Listen:      "[::1]:7000",
+		},
+		Outgoing: Outgoing{
+			Enabled: ptr(true),
+			Local: Filter{
+				CIDRs: []string{"192.168.0.0/16", "10.1.2.3"},
+				Ports: []string{"5432", "8000-8100"},
+				Hosts: []string{"*.local", "localhost.localdomain."},
+			},
+			Remote: Filter{
+				CIDRs: []string{"10.96.0.0/12", "fd00::/8"},
+				Ports: []string{"53"},
+				Hosts: []string{"*.svc.cluster.local"},
+			},
+		},
+		DNS: DNS{Enabled: ptr(false)},
+		Env: Env{
+			Enabled:  ptr(true),
+			Include:  []string{"DB_*", "AWS_*", "PATH"},
+			Exclude:  []string{"AWS_SECRET_ACCESS_KEY"},
+			Override: map[string]string{"DEBUG": "1", "GREETING": "hello, world"},
+		},
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	minimal := Default()
+	minimal.Target = "pid:1"
+
+	anchors := Default()
+	anchors.Outgoing.Local = Filter{CIDRs: []string{"10.0.0.0/8"}, Hosts: []string{"*.cluster.local"}}
+	anchors.Outgoing.Remote = Filter{CIDRs: []string{"10.96.0.0/12"}, Hosts: []string{"*.cluster.local"}}
+	anchors.Env.Include = []string{"*.cluster.local"}
+	anchors.Env.Exclude = []string{}
+
+	for file, want := range map[string]*Config{
+		"full.yaml":    full(),
+		"full.json":    full(),
+		"minimal.yaml": minimal,
+		"anchors.yaml": anchors,
+	} {
+		t.Run(file, func(t *testing.T) {
+			got, err := Load(filepath.Join("testdata", "valid", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestCheckInvalid compares the problems of each file in testdata/invalid
+// with its .golden file, one problem a line. Run with -update to rewrite them.
+func TestCheckInvalid(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		if strings.HasSuffix(file, ".golden") {
+			continue
+		}
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got strings.Builder
+			for _, p := range Check(file, data) {
+				got.WriteString(p.String() + "\n")
+			}
+			golden := file + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Len() == 0 {
+				t.Errorf("no problems found")
+			}
+			if diff := cmp.Diff(string(want), got.String()); diff != "" {
+				t.Errorf("problems (-%s +got):\n%s", golden, diff)
+			}
+			// Load reports the same problems as an error.
+			_, err = Load(file)
+			if err == nil || err.Error()+"\n" != got.String() {
+				t.Errorf("Load error = %v, want the problems above", err)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []Problem
+	}{
+		{name: "empty", in: ""},
+		{name: "comments only", in: "# nothing yet\n"},
+		{name: "nulls keep defaults", in: "agent:\noutgoing:\n  enabled: ~\n"},
+		{name: "trailing empty document", in: "target: a\n---\n"},
+		{name: "ports as numbers", in: "outgoing: {local: {ports: [80, 443]}}\n"},
+		{name: "listen localhost", in: "agent: {listen: 'localhost:80'}\n"},
+		{name: "non-loopback allowed", in: "agent: {listen: ':7000', allowNonLoopback: true}\n"},
+		{
+			name: "typo suggestion",
+			in:   "outgoin: {}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 1, Msg: `unknown key "outgoin" (did you mean "outgoing"?)`}},
+		},
+		{
+			name: "case typo suggestion",
+			in:   "agent:\n  graceperiod: 5s\n",
+			want: []Problem{{File: "f", Line: 2, Column: 3, Msg: `unknown key "graceperiod" in agent (did you mean "gracePeriod"?)`}},
+		},
+		{
+			name: "no suggestion when far",
+			in:   "zzzzzzzz: 1\n",
+			want: []Problem{{File: "f", Line: 1, Column: 1, Msg: `unknown key "zzzzzzzz"`}},
+		},
+		{
+			name: "bad duration",
+			in:   "agent:\n  gracePeriod: five\n",
+			want: []Problem{{File: "f", Line: 2, Column: 16, Msg: `agent.gracePeriod: want a duration like "5s", got "five"`}},
+		},
+		{
+			name: "several problems, in file order",
+			in:   "logLevel: loud\noutgoing:\n  local:\n    cidrs: [bad]\n",
+			want: []Problem{
+				{File: "f", Line: 1, Column: 11, Msg: `logLevel: unknown log level "loud": want one of debug, info, warn, error`},
+				{File: "f", Line: 4, Column: 13, Msg: `outgoing.local.cidrs[0]: invalid CIDR "bad": want a prefix like "10.0.0.0/8" or an address like "10.0.0.1"`},
+			},
+		},
+		{
+			name: "value reached through an alias is reported once, at the anchor",
+			in:   "outgoing:\n  local: {cidrs: &c [bad]}\n  remote: {cidrs: *c}\n",
+			want: []Problem{
+				{File: "f", Line: 2, Column: 22, Msg: `outgoing.local.cidrs[0]: invalid CIDR "bad": want a prefix like "10.0.0.0/8" or an address like "10.0.0.1"`},
+				{File: "f", Line: 2, Column: 22, Msg: `outgoing.remote.cidrs[0]: invalid CIDR "bad": want a prefix like "10.0.0.0/8" or an address like "10.0.0.1"`},
+			},
+		},
+		{
+			name: "merge into itself",
+			in:   "agent: &a\n  <<: *a\n",
+			want: []Problem{{File: "f", Line: 1, Column: 8, Msg: "agent: merges with << nested more than 16 deep"}},
+		},
+		{
+			name: "tagged bool that is not one",
+			in:   "dns: {enabled: !!bool yes}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 16, Msg: `dns.enabled: want true or false, got "yes"`}},
+		},
+		{
+			name: "YAML 1.1 boolean is a string",
+			in:   "env:\n  enabled: on\n",
+			want: []Problem{{File: "f", Line: 2, Column: 12, Msg: `env.enabled: want true or false, got "on"`}},
+		},
+		{
+			name: "type problem is not reported again as a value problem",
+			in:   "outgoing: {remote: {ports: [{a: 1}]}}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 29, Msg: `outgoing.remote.ports[0]: want a string, got a mapping`}},
+		},
+		{
+			name: "key that is not a name",
+			in:   "env:\n  override:\n    [A]: x\n",
+			want: []Problem{{File: "f", Line: 3, Column: 5, Msg: `env.override: want a name as key, got a list`}},
+		},
+		{
+			name: "second document",
+			in:   "target: a\n---\ntarget: b\n",
+			want: []Problem{{File: "f", Line: 3, Column: 1, Msg: "a second YAML document: a configuration file holds one"}},
+		},
+		{
+			name: "local tag",
+			in:   "agent:\n listen: !000\n",
+			want: []Problem{{File: "f", Line: 2, Column: 10, Msg: `agent.listen: unsupported tag !000`}},
+		},
+		{
+			name: "empty string does not mean the default",
+			in:   "logLevel: ''\nagent: {listen: ''}\n",
+			want: []Problem{
+				{File: "f", Line: 1, Column: 11, Msg: `logLevel: unknown log level "": want one of debug, info, warn, error`},
+				{File: "f", Line: 2, Column: 17, Msg: `agent.listen: invalid listen address "": want host:port like "127.0.0.1:0"`},
+			},
+		},
+		{
+			name: "zero grace period is a value",
+			in:   "agent: {gracePeriod: 0s}\n",
+		},
+		{
+			name: "syntax error without a line",
+			in:   "target: \"\\q\"\n",
+			want: []Problem{{File: "f", Msg: "syntax error: found unknown escape character"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Check("f", []byte(tc.in))
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Check(%q) (-want +got):\n%s", tc.in, diff)
+			}
+		})
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	for _, tc := range []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{File: "c.yaml", Line: 3, Column: 7, Msg: "m"}, "c.yaml:3:7: m"},
+		{Problem{File: "c.yaml", Line: 3, Msg: "m"}, "c.yaml:3: m"},
+		{Problem{File: "c.yaml", Msg: "m"}, "c.yaml: m"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("%#v.String() = %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(name)
+	if err == nil || !strings.Contains(err.Error(), name) {
+		t.Errorf("Load(%q) error = %v, want one naming the file", name, err)
+	}
+}
+
+func TestLoadDefault(t *testing.T) {
+	write := func(t *testing.T, dir, name, content string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("none", func(t *testing.T) {
+		c, path, err := LoadDefault(t.TempDir())
+		if err != nil || path != "" {
+			t.Fatalf("LoadDefault = %q, %v; want no path and no error", path, err)
+		}
+		if diff := cmp.Diff(Default(), c); diff != "" {
+			t.Errorf("config (-want +got):\n%s", diff)
+		}
+	})
+	for _, name := range []string{DefaultFileYAML, DefaultFileJSON} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, name, `{"target": "pid:7"}`)
+			c, path, err := LoadDefault(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := filepath.Join(dir, name); path != want {
+				t.Errorf("path = %q, want %q", path, want)
+			}
+			if c.Target != "pid:7" {
+				t.Errorf("Target = %q, want pid:7", c.Target)
+			}
+		})
+	}
+	t.Run("both", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, DefaultFileYAML, "")
+		write(t, dir, DefaultFileJSON, "{}")
+		if _, _, err := LoadDefault(dir); err == nil || !strings.Contains(err.Error(), "remove one") {
+			t.Errorf("LoadDefault error = %v, want one about both files", err)
+		}
+	})
+	t.Run("invalid", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, DefaultFileYAML, "target: [\n")
+		_, path, err := LoadDefault(dir)
+		if _, ok := err.(*ProblemsError); !ok || path == "" {
+			t.Errorf("LoadDefault = %q, %v; want the path and a *ProblemsError", path, err)
+		}
+	})
+}
+
+// FuzzCheck feeds Check arbitrary files. It must not panic, and a file it
+// accepts must decode to a Config that survives a round trip through YAML.
+func FuzzCheck(f *testing.F) {
+	for _, dir := range []string{"valid", "invalid"} {
+		files, err := filepath.Glob(filepath.Join("testdata", dir, "*"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, file := range files {
+			if strings.HasSuffix(file, ".golden") {
+				continue
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	for _, s := range []string{
+		"outgoing:\n  local: &l {cidrs: [10.0.0.0/8], ports: [80]}\n  remote:\n    <<: [*l, {hosts: [a]}]\n    ports: [81]\n",
+		"env: {override: {\"<<\": x, \"~\": \"~\", \"1\": 2, A: \"\\u0000\"}}\n",
+		"dns: {enabled: !!bool \"yes\"}\nagent: {gracePeriod: 9223372036s}\n",
+		"a: &a [*a]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, problems := parse("f", data)
+		for _, p := range problems {
+			if p.Msg == "" {
+				t.Errorf("problem without a message: %#v", p)
+			}
+		}
+		if len(problems) > 0 {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Check found no problem but Validate says: %v", err)
+		}
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal accepted config: %v", err)
+		}
+		c2, problems := parse("f", out)
+		if len(problems) > 0 {
+			t.Fatalf("re-reading the marshalled config:\n%s\nproblems: %v", out, problems)
+		}
+		if diff := cmp.Diff(c, c2, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("round trip through\n%s\n(-first +second):\n%s", out, diff)
+		}
+	})
+}

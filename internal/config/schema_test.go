@@ -1,0 +1,137 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestDescriptions keeps the descriptions map equal to the doc comments in
+// config.go, which the JSON Schema cannot read at run time.
+func TestDescriptions(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "config.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, decl := range f.Decls {
+		gd, ok := decl.(*ast.GenDecl)
+		if !ok || gd.Tok != token.TYPE {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			ts := spec.(*ast.TypeSpec)
+			doc := ts.Doc
+			if doc == nil {
+				doc = gd.Doc
+			}
+			want[ts.Name.Name] = commentText(doc)
+			st, ok := ts.Type.(*ast.StructType)
+			if !ok {
+				continue
+			}
+			for _, field := range st.Fields.List {
+				for _, name := range field.Names {
+					want[ts.Name.Name+"."+name.Name] = commentText(field.Doc)
+				}
+			}
+		}
+	}
+	for k, v := range want {
+		if v == "" {
+			t.Errorf("%s has no doc comment", k)
+		}
+	}
+	if diff := cmp.Diff(want, descriptions); diff != "" {
+		var b strings.Builder
+		for _, k := range slices.Sorted(maps.Keys(want)) {
+			fmt.Fprintf(&b, "\t%q: %q,\n", k, want[k])
+		}
+		t.Errorf("descriptions differ from the doc comments in config.go (-comments +map):\n%s\nwant:\n%s", diff, b.String())
+	}
+}
+
+func commentText(g *ast.CommentGroup) string {
+	if g == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(g.Text()), " ")
+}
+
+func TestSchema(t *testing.T) {
+	b, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s map[string]any
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("schema is not JSON: %v", err)
+	}
+	if got, want := s["$schema"], "https://json-schema.org/draft/2020-12/schema"; got != want {
+		t.Errorf("$schema = %v, want %v", got, want)
+	}
+	// Walk every object schema: closed unless it is the override map, and
+	// every property described.
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if props, ok := v["properties"].(map[string]any); ok {
+				if v["additionalProperties"] != false {
+					t.Errorf("%s: additionalProperties = %v, want false", path, v["additionalProperties"])
+				}
+				if _, ok := v["required"]; ok {
+					t.Errorf("%s: has required keys %v, want all optional", path, v["required"])
+				}
+				for name, p := range props {
+					if d, _ := p.(map[string]any)["description"].(string); d == "" {
+						t.Errorf("%s.%s: no description", path, name)
+					}
+				}
+			}
+			for k, c := range v {
+				walk(path+"/"+k, c)
+			}
+		case []any:
+			for i, c := range v {
+				walk(fmt.Sprintf("%s/%d", path, i), c)
+			}
+		}
+	}
+	walk("#", s)
+
+	defs := s["$defs"].(map[string]any)
+	override := defs["Env"].(map[string]any)["properties"].(map[string]any)["override"].(map[string]any)
+	if diff := cmp.Diff(map[string]any{"type": "string"}, override["additionalProperties"]); diff != "" {
+		t.Errorf("env.override values (-want +got):\n%s", diff)
+	}
+}
+
+// TestDurationPattern checks the schema's pattern against the parser.
+func TestDurationPattern(t *testing.T) {
+	re := regexp.MustCompile(durationPattern)
+	for _, s := range []string{"0", "5s", "1m30s", "1.5h", ".5s", "5.s", "300ms", "1us", "1µs", "+5s", "1h2m3s4ms5us6ns"} {
+		if _, err := time.ParseDuration(s); err != nil {
+			t.Errorf("test case %q does not parse: %v", s, err)
+		}
+		if !re.MatchString(s) {
+			t.Errorf("pattern rejects %q", s)
+		}
+	}
+	for _, s := range []string{"", "5", "five", "-5s", "5 s", "s", ".s", "5d", "1e3s"} {
+		if re.MatchString(s) {
+			t.Errorf("pattern accepts %q", s)
+		}
+	}
+}
