@@ -1,0 +1,220 @@
+// Package agent is doppel's in-target half. An agent serves one session at a time over one TCP
+// connection, multiplexed into streams, and does every piece of work it is asked for inside the
+// target: TCP dials and UDP flows from the target's network namespace, files read through
+// /proc/PID/root, the environment from /proc/PID/environ, the hostname from the target's UTS
+// namespace. It owns its listener, the session's connection and streams, the sockets it opens
+// for them and a pidfd of the target; all of them live until Run returns, which happens when
+// the context ends (SIGTERM), when the target exits, or when no client has been connected for
+// the grace period.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"doppel.dev/doppel/internal/wire"
+)
+
+// Options configure an agent.
+type Options struct {
+	PID      int          // the target process
+	Listener net.Listener // where clients connect; the caller decides the address (loopback by default)
+	Secret   [wire.SecretSize]byte
+	// Grace is how long the agent waits for a client, at start and after one is lost, before
+	// it exits.
+	Grace  time.Duration
+	Logger *slog.Logger
+}
+
+// handshakeTimeout bounds how long a connecting peer may take to say hello.
+const handshakeTimeout = 10 * time.Second
+
+// Run serves clients until ctx ends, the target exits or no client came for the grace period.
+// It closes the listener before it returns.
+func Run(ctx context.Context, opt Options) error {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Grace <= 0 {
+		opt.Grace = 5 * time.Second
+	}
+	t, err := openTarget(opt.PID)
+	if err != nil {
+		opt.Listener.Close()
+		return err
+	}
+	defer t.Close()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := t.waitExit(ctx); err == nil {
+			cancel(fmt.Errorf("target pid %d exited", opt.PID))
+		}
+	}()
+
+	a := &agent{opt: opt, target: t, log: opt.Logger, conns: make(chan net.Conn)}
+	go a.acceptLoop(ctx)
+	defer opt.Listener.Close()
+
+	var active *yamux.Session
+	idle := time.NewTimer(opt.Grace)
+	defer idle.Stop()
+	sessionDone := make(chan struct{})
+	for {
+		select {
+		case <-ctx.Done():
+			if active != nil {
+				active.Close()
+			}
+			if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+				return c
+			}
+			return nil
+		case <-idle.C:
+			a.log.Info("no client; exiting", "grace", opt.Grace)
+			return nil
+		case <-sessionDone:
+			a.log.Info("client gone; waiting for it to come back", "grace", opt.Grace)
+			active = nil
+			sessionDone = make(chan struct{})
+			idle.Reset(opt.Grace)
+		case conn := <-a.conns:
+			if active != nil && !active.IsClosed() {
+				wire.WriteWelcome(conn, wire.Welcome{Version: wire.Version, Status: wire.WelcomeBusy,
+					Message: "this agent already serves a session"})
+				conn.Close()
+				continue
+			}
+			if err := a.welcome(conn); err != nil {
+				a.log.Warn("refused a client", "remote", conn.RemoteAddr(), "err", err)
+				conn.Close()
+				continue
+			}
+			s, err := yamux.Server(conn, yamuxConfig())
+			if err != nil {
+				conn.Close()
+				continue
+			}
+			idle.Stop()
+			active = s
+			a.log.Info("client connected", "remote", conn.RemoteAddr())
+			go func(s *yamux.Session, done chan struct{}) {
+				a.serve(ctx, s)
+				close(done)
+			}(s, sessionDone)
+		}
+	}
+}
+
+// YamuxConfig is the multiplexer configuration both sides use.
+func yamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.LogOutput = io.Discard
+	c.KeepAliveInterval = 5 * time.Second
+	c.ConnectionWriteTimeout = 10 * time.Second
+	c.MaxStreamWindowSize = 1 << 20
+	return c
+}
+
+type agent struct {
+	opt    Options
+	target *target
+	log    *slog.Logger
+	conns  chan net.Conn
+}
+
+func (a *agent) acceptLoop(ctx context.Context) {
+	for {
+		c, err := a.opt.Listener.Accept()
+		if err != nil {
+			return
+		}
+		select {
+		case a.conns <- c:
+		case <-ctx.Done():
+			c.Close()
+			return
+		}
+	}
+}
+
+// welcome runs the handshake on a new connection and answers it.
+func (a *agent) welcome(conn net.Conn) error {
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	h, err := wire.ReadHello(conn)
+	if err != nil {
+		return err
+	}
+	if h.Version != wire.Version {
+		msg := fmt.Sprintf("agent speaks protocol version %d, client %d: use the same doppel release for both", wire.Version, h.Version)
+		wire.WriteWelcome(conn, wire.Welcome{Version: wire.Version, Status: wire.WelcomeBadVersion, Message: msg})
+		return errors.New(msg)
+	}
+	if !wire.SecretEqual(h.Secret, a.opt.Secret) {
+		wire.WriteWelcome(conn, wire.Welcome{Version: wire.Version, Status: wire.WelcomeBadSecret, Message: "wrong session secret"})
+		return errors.New("wrong session secret")
+	}
+	return wire.WriteWelcome(conn, wire.Welcome{Version: wire.Version, Status: wire.WelcomeOK})
+}
+
+// serve handles the streams of one session until it closes.
+func (a *agent) serve(ctx context.Context, s *yamux.Session) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.CloseChan():
+		}
+	}()
+	for {
+		st, err := s.AcceptStream()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer st.Close()
+			a.handle(ctx, st)
+		}()
+	}
+}
+
+func (a *agent) handle(ctx context.Context, st net.Conn) {
+	st.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	req, err := wire.ReadRequest(st)
+	if err != nil {
+		a.log.Debug("bad request", "err", err)
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	switch req.Kind {
+	case wire.KindDialTCP:
+		a.dialTCP(ctx, st, req.Addr)
+	case wire.KindUDP:
+		a.udpFlow(ctx, st)
+	case wire.KindReadFile:
+		a.readFile(st, req.Path)
+	case wire.KindInfo:
+		a.info(st)
+	}
+}
+
+func reply(w io.Writer, err error) error {
+	if err == nil {
+		return wire.WriteReply(w, wire.Reply{OK: true})
+	}
+	return wire.WriteReply(w, wire.Reply{Errno: uint16(errnoOf(err)), Message: err.Error()})
+}

@@ -1,0 +1,278 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/wire"
+)
+
+// target holds the handles on the target process: its pidfd, network and UTS namespaces and
+// root directory.
+type target struct {
+	pid    int
+	pidfd  int
+	netns  *namespace
+	utsns  *namespace
+	rootfd int
+}
+
+func openTarget(pid int) (*target, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil, fmt.Errorf("target pid %d: no such process", pid)
+		}
+		return nil, fmt.Errorf("open target pid %d: %w", pid, err)
+	}
+	t := &target{pid: pid, pidfd: pidfd, rootfd: -1}
+	if t.netns, err = openNamespace(pid, "net", unix.CLONE_NEWNET); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if t.utsns, err = openNamespace(pid, "uts", unix.CLONE_NEWUTS); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if t.rootfd, err = unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open root of target pid %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+func (t *target) Close() {
+	unix.Close(t.pidfd)
+	t.netns.Close()
+	t.utsns.Close()
+	if t.rootfd >= 0 {
+		unix.Close(t.rootfd)
+	}
+}
+
+// waitExit returns nil when the target exits, or ctx's error.
+func (t *target) waitExit(ctx context.Context) error {
+	for {
+		fds := []unix.PollFd{{Fd: int32(t.pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 500)
+		if err != nil && err != unix.EINTR {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// namespace is a target's namespace of one type, entered by a locked thread for the duration of
+// one piece of work. same is true when the agent already lives in it.
+type namespace struct {
+	kind         int
+	target, self int
+	same         bool
+}
+
+func openNamespace(pid int, name string, kind int) (*namespace, error) {
+	path := fmt.Sprintf("/proc/%d/ns/%s", pid, name)
+	tfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s namespace of target pid %d: %w", name, pid, err)
+	}
+	sfd, err := unix.Open(fmt.Sprintf("/proc/thread-self/ns/%s", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(tfd)
+		return nil, fmt.Errorf("open own %s namespace: %w", name, err)
+	}
+	var ts, ss unix.Stat_t
+	unix.Fstat(tfd, &ts)
+	unix.Fstat(sfd, &ss)
+	return &namespace{kind: kind, target: tfd, self: sfd, same: ts.Ino == ss.Ino && ts.Dev == ss.Dev}, nil
+}
+
+func (n *namespace) Close() {
+	if n == nil {
+		return
+	}
+	unix.Close(n.target)
+	unix.Close(n.self)
+}
+
+// Do runs fn on an OS thread that is inside the namespace. Sockets keep the network namespace
+// they were created in, so fn may hand them to other goroutines.
+func (n *namespace) Do(fn func() error) error {
+	if n.same {
+		return fn()
+	}
+	runtime.LockOSThread()
+	if err := unix.Setns(n.target, n.kind); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter target namespace: %w", err)
+	}
+	err := fn()
+	if unix.Setns(n.self, n.kind) != nil {
+		// The thread cannot go back: leave it locked so it ends with this goroutine.
+		return err
+	}
+	runtime.UnlockOSThread()
+	return err
+}
+
+const dialTimeout = 10 * time.Second
+
+func (a *agent) dialTCP(ctx context.Context, st net.Conn, addr netip.AddrPort) {
+	var c net.Conn
+	err := a.target.netns.Do(func() error {
+		var err error
+		d := net.Dialer{Timeout: dialTimeout}
+		c, err = d.DialContext(ctx, "tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		a.log.Debug("dial failed", "addr", addr, "err", err)
+		reply(st, err)
+		return
+	}
+	defer c.Close()
+	if reply(st, nil) != nil {
+		return
+	}
+	wire.Splice(st, c)
+}
+
+// udpIdle ends a UDP flow that carried nothing either way for this long.
+const udpIdle = 2 * time.Minute
+
+func (a *agent) udpFlow(ctx context.Context, st net.Conn) {
+	var pc *net.UDPConn
+	err := a.target.netns.Do(func() error {
+		var err error
+		pc, err = net.ListenUDP("udp", nil)
+		if err != nil {
+			pc, err = net.ListenUDP("udp4", nil)
+		}
+		return err
+	})
+	if err != nil {
+		reply(st, err)
+		return
+	}
+	defer pc.Close()
+	if reply(st, nil) != nil {
+		return
+	}
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			pc.SetReadDeadline(time.Now().Add(udpIdle))
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				st.Close()
+				return
+			}
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			if wire.WriteDatagram(st, wire.Datagram{Addr: from, Payload: buf[:n]}) != nil {
+				pc.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 65535+32)
+	for {
+		d, err := wire.ReadDatagram(st, buf)
+		if err != nil {
+			return
+		}
+		if _, err := pc.WriteToUDPAddrPort(d.Payload, d.Addr); err != nil {
+			a.log.Debug("udp send failed", "to", d.Addr, "err", err)
+		}
+	}
+}
+
+// readFile serves a file from inside the target's root: "..", absolute symlinks and symlink
+// chains resolve inside that root (openat2 RESOLVE_IN_ROOT) and never escape it.
+func (a *agent) readFile(st net.Conn, path string) {
+	f, err := a.openInRoot(path)
+	if err != nil {
+		reply(st, err)
+		return
+	}
+	defer f.Close()
+	if reply(st, nil) != nil {
+		return
+	}
+	io.Copy(st, f)
+}
+
+func (a *agent) openInRoot(path string) (*os.File, error) {
+	fd, err := unix.Openat2(a.target.rootfd, path, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+func (a *agent) info(st net.Conn) {
+	info, err := a.readInfo()
+	if err != nil {
+		reply(st, err)
+		return
+	}
+	if reply(st, nil) != nil {
+		return
+	}
+	json.NewEncoder(st).Encode(info)
+}
+
+func (a *agent) readInfo() (wire.Info, error) {
+	info := wire.Info{PID: a.target.pid}
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(a.target.pid) + "/environ")
+	if err != nil {
+		return info, fmt.Errorf("read environment of target pid %d: %w", a.target.pid, err)
+	}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if kv != "" {
+			info.Env = append(info.Env, kv)
+		}
+	}
+	err = a.target.utsns.Do(func() error {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			return err
+		}
+		info.Hostname = unix.ByteSliceToString(u.Nodename[:])
+		return nil
+	})
+	return info, err
+}
+
+// errnoOf digs the errno out of a dial or file error.
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return syscall.ETIMEDOUT
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+
+	"doppel.dev/doppel/internal/intercept"
+)
+
+type target struct{}
+
+func openTarget(pid int) (*target, error) {
+	return nil, fmt.Errorf("agent on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
+}
+
+func (t *target) Close()                                           {}
+func (t *target) waitExit(ctx context.Context) error               { <-ctx.Done(); return ctx.Err() }
+func (a *agent) dialTCP(context.Context, net.Conn, netip.AddrPort) {}
+func (a *agent) udpFlow(context.Context, net.Conn)                 {}
+func (a *agent) readFile(net.Conn, string)                         {}
+func (a *agent) info(net.Conn)                                     {}
+func errnoOf(error) uint16                                         { return 5 }
