@@ -1,0 +1,6 @@
+package session
+
+import "golang.org/x/sys/unix"
+
+// sysOpen is open(2), which only some architectures have.
+const sysOpen = unix.SYS_OPEN

@@ -1,0 +1,4 @@
+package session
+
+// sysOpen is open(2), which arm64 does not have.
+const sysOpen = -1
