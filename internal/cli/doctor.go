@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"doppel.dev/doppel/internal/intercept"
+)
+
+func newDoctorCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Print what this machine supports of what doppel needs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "FEATURE\tKERNEL\tSTATUS\tDETAIL")
+			for _, f := range intercept.Probe() {
+				status := "ok"
+				switch {
+				case !f.Have && f.Required:
+					status = "MISSING (required)"
+				case !f.Have:
+					status = "missing (optional)"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Name, f.Kernel, status, f.Detail)
+			}
+			root := "no: doppel exec on a local target needs root (sudo) to start its agent"
+			if os.Geteuid() == 0 {
+				root = "yes"
+			}
+			fmt.Fprintf(w, "running as root\t\t%s\t\n", root)
+			w.Flush()
+			if err := intercept.Check(); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "\nThis machine can run doppel exec.")
+			return nil
+		},
+	}
+}

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"doppel.dev/doppel/internal/config"
+)
+
+type execOptions struct {
+	configFile string
+	flags      *config.Flags
+}
+
+func newExecCmd() *cobra.Command {
+	var o execOptions
+	cmd := &cobra.Command{
+		Use:   "exec [flags] -- PROGRAM [ARGS...]",
+		Short: "Run a program as if it ran inside the target",
+		Long: `exec runs PROGRAM (and everything it starts) as if it ran inside the target: its
+outgoing TCP and UDP leave from the target's network, it resolves names with the target's
+resolv.conf, hosts and nameservers, sees the target's hostname, and gets the target's
+environment under its own. Loopback stays local. The exit status is the program's.
+
+For a local target (pid:PID) doppel needs root to start its agent; under sudo the program
+runs as the user who called sudo.`,
+		Example: `  sudo doppel exec --target pid:4242 -- curl http://nginx/
+  sudo doppel exec -t pid:4242 --local-cidr 10.0.0.0/8 -- ./myservice`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().StringVarP(&o.configFile, "config", "f", "", "configuration file (YAML or JSON; default .doppel/config.yaml when present)")
+	o.flags = config.BindFlags(cmd.Flags())
+	return cmd
+}
+
+// loadConfig reads the configuration file and lays the flags over it.
+func (o *execOptions) loadConfig() (*config.Config, error) {
+	var cfg *config.Config
+	var err error
+	if o.configFile != "" {
+		cfg, err = config.Load(o.configFile)
+	} else {
+		cfg, _, err = config.LoadDefault(".")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := o.flags.Apply(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}

@@ -1,0 +1,376 @@
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/config"
+	"doppel.dev/doppel/internal/environ"
+	"doppel.dev/doppel/internal/intercept"
+	"doppel.dev/doppel/internal/session"
+	"doppel.dev/doppel/internal/target"
+	"doppel.dev/doppel/internal/wire"
+)
+
+func (o *execOptions) run(cmd *cobra.Command, args []string) error {
+	fail := func(err error) error { return &exitError{code: exitFailure, err: err} }
+	cfg, err := o.loadConfig()
+	if err != nil {
+		return fail(err)
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return fail(err)
+	}
+	tgt, err := target.Parse(cfg.Target)
+	if err != nil {
+		return fail(err)
+	}
+	if err := tgt.Check(); err != nil {
+		return fail(err)
+	}
+	if err := intercept.Check(); err != nil {
+		return fail(err)
+	}
+	if os.Geteuid() != 0 {
+		return fail(fmt.Errorf("doppel exec needs root to start the agent for the local target %s: run it with sudo (the program still runs as you)", tgt))
+	}
+
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	// Signals that arrive while the session starts end it cleanly; once the program runs they
+	// are passed on to it.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	ag, err := startAgent(tgt, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer ag.stop()
+	client, err := ag.connect(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer client.Close()
+
+	info, err := client.Info(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("ask the agent about %s: %w", tgt, err))
+	}
+	files := map[string][]byte{}
+	if cfg.DNS.IsEnabled() {
+		if files, err = targetFiles(ctx, client, info); err != nil {
+			return fail(err)
+		}
+	}
+
+	run, err := programRun(cfg, info, args)
+	if err != nil {
+		return err
+	}
+
+	matcher, err := cfg.Outgoing.Matcher()
+	if err != nil {
+		return fail(err)
+	}
+	red, err := session.NewRedirector(session.Options{
+		Client:   client,
+		Outgoing: cfg.Outgoing.IsEnabled(),
+		Route:    matcher,
+		DNS:      cfg.DNS.IsEnabled(),
+		Files:    files,
+		Hostname: info.Hostname,
+		Logger:   log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer red.Close()
+
+	sup, err := intercept.Start(ctx, intercept.Config{
+		Path:       run.path,
+		Argv:       args,
+		Env:        run.env,
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		Credential: run.cred,
+		Foreground: isTerminal(os.Stdin),
+		Rules:      red.Rules(),
+		Handlers:   red.Handlers(),
+		Logger:     log,
+	})
+	if err != nil {
+		return startError(args[0], err)
+	}
+	log.Debug("program started", "pid", sup.Pid(), "target", tgt)
+
+	var lost error
+	exited := make(chan struct{})
+	watcher := make(chan struct{})
+	go func() {
+		defer close(watcher)
+		for {
+			select {
+			case sig := <-sigs:
+				sup.Signal(sig)
+			case <-client.Done():
+				lost = errors.New("lost the connection to the agent")
+			case <-ag.done:
+				lost = fmt.Errorf("the agent stopped (%v)", ag.err)
+			case <-exited:
+				return
+			}
+			if lost != nil {
+				sup.Signal(syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(5 * time.Second):
+					sup.Signal(syscall.SIGKILL)
+				}
+				return
+			}
+		}
+	}()
+	state, err := sup.Wait()
+	close(exited)
+	<-watcher
+	if err != nil {
+		return fail(err)
+	}
+	if lost != nil {
+		return fail(fmt.Errorf("%v; stopped the program", lost))
+	}
+	return &exitError{code: exitStatus(state)}
+}
+
+// run is what the program is started with.
+type programSpec struct {
+	path string
+	env  []string
+	cred *syscall.Credential
+}
+
+// programRun works out who the program runs as, with which environment, and which file it is.
+func programRun(cfg *config.Config, info wire.Info, args []string) (*programSpec, error) {
+	env := os.Environ()
+	var cred *syscall.Credential
+	if uid := os.Getenv("SUDO_UID"); uid != "" && uid != "0" && os.Geteuid() == 0 {
+		u, err := user.LookupId(uid)
+		if err != nil {
+			return nil, &exitError{code: exitFailure, err: fmt.Errorf("look up the user who called sudo (uid %s): %w", uid, err)}
+		}
+		cred, err = credentialOf(u)
+		if err != nil {
+			return nil, &exitError{code: exitFailure, err: err}
+		}
+		env = environ.ForUser(env, u)
+	}
+	var targetEnv []string
+	if cfg.Env.IsEnabled() {
+		targetEnv = info.Env
+	}
+	env = environ.Merge(env, targetEnv, environ.Options{Include: cfg.Env.Include, Exclude: cfg.Env.Exclude, Override: cfg.Env.Override})
+	path, err := lookPath(args[0], env)
+	if err != nil {
+		return nil, err
+	}
+	return &programSpec{path: path, env: env, cred: cred}, nil
+}
+
+func credentialOf(u *user.User) (*syscall.Credential, error) {
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %s: uid %q", u.Username, u.Uid)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %s: gid %q", u.Username, u.Gid)
+	}
+	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, g := range gids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				c.Groups = append(c.Groups, uint32(n))
+			}
+		}
+	}
+	return c, nil
+}
+
+// lookPath finds the program in the PATH of its own environment.
+func lookPath(name string, env []string) (string, error) {
+	notFound := &exitError{code: exitNotFound, err: fmt.Errorf("%s: command not found", name)}
+	if strings.Contains(name, "/") {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return "", notFound
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", &exitError{code: exitNotFound, err: fmt.Errorf("%s: %w", name, errors.Unwrap(err))}
+		}
+		return abs, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return filepath.Abs(p)
+		}
+	}
+	return "", notFound
+}
+
+// startError turns a failed start into the exit status env(1) would give.
+func startError(name string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return &exitError{code: exitNotFound, err: fmt.Errorf("%s: %w", name, err)}
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.ENOEXEC), errors.Is(err, syscall.EPERM):
+		return &exitError{code: exitCannotExec, err: fmt.Errorf("%s: %w", name, err)}
+	}
+	return &exitError{code: exitFailure, err: fmt.Errorf("start %s: %w", name, err)}
+}
+
+func exitStatus(st *os.ProcessState) int {
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return exitSignalShift + int(ws.Signal())
+	}
+	return st.ExitCode()
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// targetFiles fetches the files a resolver reads, as the target has them.
+func targetFiles(ctx context.Context, c *session.Client, info wire.Info) (map[string][]byte, error) {
+	files := make(map[string][]byte)
+	for _, p := range session.TargetFiles {
+		b, err := c.ReadFile(ctx, p)
+		var re *wire.RemoteError
+		if errors.As(err, &re) && syscall.Errno(re.Errno) == syscall.ENOENT {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s of the target: %w", p, err)
+		}
+		files[p] = b
+	}
+	if info.Hostname != "" {
+		if _, ok := files["/etc/hostname"]; !ok {
+			files["/etc/hostname"] = []byte(info.Hostname + "\n")
+		}
+		files["/proc/sys/kernel/hostname"] = []byte(info.Hostname + "\n")
+	}
+	return files, nil
+}
+
+// localAgent is the agent process of a local target.
+type localAgent struct {
+	cmd    *exec.Cmd
+	addr   string
+	secret [wire.SecretSize]byte
+	done   chan struct{} // closed when the process has exited; err is then set
+	err    error
+}
+
+// startAgent starts `doppel agent` for the target as a child process, listening on an inherited
+// loopback socket.
+func startAgent(tgt target.Target, cfg *config.Config) (*localAgent, error) {
+	ln, err := net.Listen("tcp", cfg.Agent.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the agent on %s: %w", cfg.Agent.Listen, err)
+	}
+	lf, err := ln.(*net.TCPListener).File()
+	addr := ln.Addr().String()
+	ln.Close()
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	secret := session.NewSecret()
+	level := "warn"
+	if cfg.LogLevel == "debug" {
+		level = "debug"
+	}
+	cmd := exec.Command(self, "agent", "--pid", strconv.Itoa(tgt.PID), "--listen-fd", "3",
+		"--grace", time.Duration(cfg.Agent.GracePeriod).String(), "--log-level", level)
+	cmd.ExtraFiles = []*os.File{lf}
+	cmd.Stdin = strings.NewReader(hex.EncodeToString(secret[:]) + "\n")
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	// Its own process group keeps a terminal's ^C from reaching it before the program has
+	// shut down; Pdeathsig ends it if doppel dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the agent: %w", err)
+	}
+	a := &localAgent{cmd: cmd, addr: addr, secret: secret, done: make(chan struct{})}
+	go func() {
+		a.err = cmd.Wait()
+		close(a.done)
+	}()
+	return a, nil
+}
+
+func (a *localAgent) connect(ctx context.Context) (*session.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := session.Connect(ctx, a.addr, a.secret)
+	if err != nil {
+		select {
+		case <-a.done:
+			return nil, fmt.Errorf("the agent exited before the session started (%v)", a.err)
+		default:
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// stop ends the agent (SIGTERM, then SIGKILL after a few seconds) and waits until it is gone.
+func (a *localAgent) stop() {
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(3 * time.Second):
+		a.cmd.Process.Kill()
+		<-a.done
+	}
+}
