@@ -1,0 +1,47 @@
+# doppel's build and test entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X doppel.dev/doppel/internal/cli.version=$(VERSION)
+# Packages under testdata/ are not matched by ./...; vet them by name.
+TESTDATA_PKGS := $(sort $(dir $(wildcard internal/*/testdata/*/main.go test/*/testdata/*/main.go)))
+PRIVILEGED_TIMEOUT ?= 20m
+
+.PHONY: help build deps vet fmt-check test-unit test-privileged test example bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build bin/doppel: static (CGO_ENABLED=0), -trimpath, version from git describe or "dev"
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/doppel ./cmd/doppel
+
+deps: ## Install the Debian packages and Go modules the build and tests need (root; scripts/deps.sh)
+	scripts/deps.sh
+
+vet: ## go vet every package, test programs under testdata/ included
+	go vet ./... $(addprefix ./,$(TESTDATA_PKGS))
+
+fmt-check: ## Fail if a Go file is not gofmt-formatted
+	@files=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
+	if [[ -n "$$files" ]]; then echo "not gofmt-formatted (run gofmt -w):"; echo "$$files"; exit 1; fi
+
+test-unit: ## Unit tests: go test ./... as it is (runs as any user; privileged tests skip)
+	scripts/gotest.sh unit ./...
+
+test-privileged: ## Privileged tests (root): network namespaces, nginx, dnsmasq, the doppel binary end to end
+	@if [[ $$(id -u) -ne 0 ]]; then echo "test-privileged must run as root: sudo make test-privileged" >&2; exit 1; fi
+	DOPPEL_PRIVILEGED_TESTS=1 scripts/gotest.sh privileged -count=1 -p 1 -timeout $(PRIVILEGED_TIMEOUT) ./test/local/ ./internal/...
+
+test: ## The whole suite as CI runs it (root): deps, vet, gofmt check, unit, privileged; prints a summary
+	@scripts/test.sh
+
+example: ## The built-in local example: doppel exec against a throw-away pod namespace (root)
+	scripts/example.sh
+
+bench: ## Benchmarks (scripts/bench.sh)
+	@if [[ ! -x scripts/bench.sh ]]; then echo "make bench: scripts/bench.sh does not exist yet: no benchmark to run" >&2; exit 1; fi
+	scripts/bench.sh
+
+clean: ## Remove bin/ and the test logs in .cache/test
+	rm -rf bin .cache/test

@@ -1,0 +1,17 @@
+// Package testenv owns the fixtures of doppel's privileged test tier: the doppel binary and the
+// test programs built for a test binary, and the network namespaces, /etc/netns directories,
+// temporary files and processes (dnsmasq, nginx, the echo server, the "pod" process) of each
+// test's Topology.
+//
+// Lifetimes: binaries built by BuildDoppel and BuildGo live in one temporary directory for the
+// whole test binary and are removed by Main when the tests end. Everything a Topology creates
+// lives exactly as long as the test that made it: NewTopology registers a t.Cleanup before it
+// creates anything, so namespaces, files and processes are removed also when the test fails or
+// NewTopology itself stops half way. Cleanup ends only the processes this package started, by
+// pid. A test binary killed before its cleanups ran (a -timeout panic) leaves a record in
+// /run/doppel-testenv/<id>; Main of the next privileged run removes what it left (SweepStale). The package starts no goroutines that outlive a call and keeps no file descriptors open
+// between calls.
+//
+// Privileged tests call Privileged first: it skips unless DOPPEL_PRIVILEGED_TESTS=1, and fails
+// when that is set but the process is not root.
+package testenv

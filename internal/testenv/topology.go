@@ -1,0 +1,444 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The fixed addresses and names of every Topology. Each test has its own namespaces, so the
+// addresses repeat without clashing; none of them exists outside those namespaces.
+const (
+	// ClusterGatewayIP is the cluster namespace's end of the veth pair to the pod (a node).
+	ClusterGatewayIP = "10.244.1.1"
+	// PodIP is the pod namespace's address (eth0); its default route goes via ClusterGatewayIP.
+	PodIP = "10.244.1.5"
+	// DNSIP is the cluster DNS service (dnsmasq, UDP and TCP 53), like kube-dns.
+	DNSIP = "10.96.0.10"
+	// NginxIP is the nginx service's cluster IP (HTTP on port 80).
+	NginxIP = "10.96.0.80"
+	// EchoIP is the echo service's cluster IP (UDP and TCP on EchoPort).
+	EchoIP = "10.96.0.7"
+	// EchoPort is the echo service's port for UDP and TCP.
+	EchoPort = 7
+
+	// ClusterDomain is the zone dnsmasq serves; names outside it are refused.
+	ClusterDomain = "cluster.local"
+	// PodNamespace is the Kubernetes namespace the pod and the services live in.
+	PodNamespace = "shop"
+	// NginxName and EchoName are the services' short names; their full names are
+	// <name>.shop.svc.cluster.local.
+	NginxName = "nginx"
+	EchoName  = "echo"
+
+	// PodHostname is the hostname of the pod process (its UTS namespace and /etc/hostname).
+	PodHostname = "nginx-7d9c-pod"
+	// PodHostsName is a name found only in the pod's /etc/hosts, pointing at NginxIP.
+	PodHostsName = "billing-legacy"
+	// PodResolvConf is the pod's /etc/resolv.conf.
+	PodResolvConf = "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver " + DNSIP + "\noptions ndots:5\n"
+	// PodHosts is the pod's /etc/hosts.
+	PodHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		PodIP + "\t" + PodHostname + "\n" +
+		NginxIP + "\t" + PodHostsName + ".shop.internal " + PodHostsName + "\n"
+
+	// LaptopResolvConf is the laptop's /etc/resolv.conf: a nameserver on loopback where nothing
+	// listens, so that name lookups in the laptop namespace fail fast and stay on the machine.
+	LaptopResolvConf = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+
+	// NginxBody is what nginx answers on every path except /whoami.
+	NginxBody = "hello from nginx.shop.svc.cluster.local\n"
+	// NginxWhoamiPath answers with the client's address as nginx sees it, and a newline.
+	NginxWhoamiPath = "/whoami"
+
+	// NobodyUID and NobodyGID are the unprivileged user the tests run programs as.
+	NobodyUID = 65534
+	NobodyGID = 65534
+)
+
+// PodEnv is the environment of the pod process, as a container runtime would give it.
+var PodEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOSTNAME=" + PodHostname,
+	"POD_NAME=" + PodHostname,
+	"POD_NAMESPACE=" + PodNamespace,
+	"SHOP_DB_URL=postgres://db.shop:5432",
+	"KUBERNETES_SERVICE_HOST=10.96.0.1",
+	"KUBERNETES_SERVICE_PORT=443",
+	"NGINX_SERVICE_HOST=" + NginxIP,
+	"NGINX_SERVICE_PORT=80",
+}
+
+// BaseEnv is the environment of commands made by InLaptop, InPod and InCluster: a plain PATH
+// and nothing of the test process (whose PATH may lead to tools an unprivileged uid cannot read).
+var BaseEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"LANG=C",
+}
+
+// requiredTools are the programs NewTopology and the tests run.
+var requiredTools = []string{"ip", "nsenter", "unshare", "setpriv", "sh", "sleep", "hostname", "dnsmasq", "nginx", "curl", "getent"}
+
+// Topology is a small cluster made of network namespaces, private to one test:
+//
+//   - "cluster" (dpl-<id>-cluster): the services. Its loopback holds the cluster IPs;
+//     dnsmasq answers on DNSIP:53 for nginx.shop.svc.cluster.local (NginxIP) and
+//     echo.shop.svc.cluster.local (EchoIP); nginx serves NginxBody on NginxIP:80; the echo
+//     server answers on EchoIP:7 (UDP and TCP). Its veth-pod has ClusterGatewayIP/24.
+//   - "pod" (dpl-<id>-pod): eth0 with PodIP/24, the veth peer of the cluster, default route via
+//     ClusterGatewayIP. The pod process runs here, in its own mount namespace (PodResolvConf,
+//     PodHosts and PodHostname as /etc/resolv.conf, /etc/hosts, /etc/hostname) and UTS
+//     namespace (hostname PodHostname), with PodEnv as its environment.
+//   - "laptop" (dpl-<id>-laptop): loopback only (127.0.0.1 and ::1), no routes, and
+//     LaptopResolvConf as /etc/resolv.conf for commands started through InLaptop.
+//
+// Nothing is attached to the machine's own network namespace.
+type Topology struct {
+	t       testing.TB
+	id      string
+	dir     string
+	cluster string
+	pod     string
+	laptop  string
+	podPID  int
+
+	namespaces []string // created, to delete
+	etcDirs    []string // /etc/netns/<name> created, to remove
+	procs      []*started
+}
+
+type started struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+}
+
+// NewTopology builds a Topology for t and registers its removal with t.Cleanup. It fails t when
+// a step fails; what was made until then is removed all the same.
+func NewTopology(t testing.TB) *Topology {
+	t.Helper()
+	for _, tool := range requiredTools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install the test dependencies with scripts/deps.sh (make deps)", tool)
+		}
+	}
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	id := "dpl-" + hex.EncodeToString(b[:])
+	tp := &Topology{
+		t:       t,
+		id:      id,
+		cluster: id + "-cluster",
+		pod:     id + "-pod",
+		laptop:  id + "-laptop",
+	}
+	t.Cleanup(tp.cleanup)
+
+	dir, err := os.MkdirTemp("", id+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.dir = dir
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.writeState(); err != nil {
+		t.Fatal(err)
+	}
+
+	tp.makeNetwork()
+	tp.writeEtc(tp.pod, map[string]string{"resolv.conf": PodResolvConf, "hosts": PodHosts, "hostname": PodHostname + "\n"})
+	tp.writeEtc(tp.laptop, map[string]string{"resolv.conf": LaptopResolvConf})
+	tp.startServices()
+	tp.startPod()
+	return tp
+}
+
+// ID returns the prefix of this topology's names, "dpl-<6 hex digits>".
+func (tp *Topology) ID() string { return tp.id }
+
+// Dir returns a world-readable temporary directory owned by the topology, removed with it.
+func (tp *Topology) Dir() string { return tp.dir }
+
+// ClusterNetNS, PodNetNS and LaptopNetNS return the names of the network namespaces (as in
+// `ip netns list`).
+func (tp *Topology) ClusterNetNS() string { return tp.cluster }
+func (tp *Topology) PodNetNS() string     { return tp.pod }
+func (tp *Topology) LaptopNetNS() string  { return tp.laptop }
+
+// PodPID returns the pid of the pod process, the target for `doppel exec --target pid:<pid>`.
+func (tp *Topology) PodPID() int { return tp.podPID }
+
+// InLaptop returns a command that runs name with args as root in the laptop namespace, with
+// BaseEnv as its environment (append to cmd.Env to add). ctx kills it.
+func (tp *Topology) InLaptop(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return command(ctx, "ip", append([]string{"netns", "exec", tp.laptop, name}, args...)...)
+}
+
+// InPod returns a command that runs name with args as root in the pod process's network, mount
+// and UTS namespaces: it sees the pod's network, /etc files and hostname, but not its
+// environment (BaseEnv instead). This is the direct baseline for what doppel should give.
+func (tp *Topology) InPod(ctx context.Context, name string, args ...string) *exec.Cmd {
+	pre := []string{"--target", strconv.Itoa(tp.podPID), "--net", "--mount", "--uts", "--", name}
+	return command(ctx, "nsenter", append(pre, args...)...)
+}
+
+// InCluster returns a command that runs name with args as root in the cluster namespace.
+func (tp *Topology) InCluster(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return command(ctx, "ip", append([]string{"netns", "exec", tp.cluster, name}, args...)...)
+}
+
+// AsNobody returns argv prefixed so that it runs as the unprivileged user nobody
+// (NobodyUID:NobodyGID, no supplementary groups), for use with InLaptop and InPod:
+//
+//	argv := testenv.AsNobody("curl", "-sS", "http://nginx/")
+//	cmd := tp.InPod(ctx, argv[0], argv[1:]...)
+func AsNobody(argv ...string) []string {
+	pre := []string{"setpriv", "--reuid=" + strconv.Itoa(NobodyUID), "--regid=" + strconv.Itoa(NobodyGID), "--clear-groups", "--"}
+	return append(pre, argv...)
+}
+
+func command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append([]string(nil), BaseEnv...)
+	// Children that keep stdout open after the command is killed must not hang Wait.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// run runs a setup command and fails the test if it fails.
+func (tp *Topology) run(argv ...string) {
+	tp.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		tp.t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+}
+
+func (tp *Topology) makeNetwork() {
+	tp.t.Helper()
+	for _, ns := range []string{tp.cluster, tp.pod, tp.laptop} {
+		tp.run("ip", "netns", "add", ns)
+		tp.namespaces = append(tp.namespaces, ns)
+		tp.run("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	c, p := tp.cluster, tp.pod
+	tp.run("ip", "-n", c, "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", p)
+	tp.run("ip", "-n", c, "addr", "add", ClusterGatewayIP+"/24", "dev", "veth-pod")
+	tp.run("ip", "-n", c, "link", "set", "veth-pod", "up")
+	tp.run("ip", "-n", p, "addr", "add", PodIP+"/24", "dev", "eth0")
+	tp.run("ip", "-n", p, "link", "set", "eth0", "up")
+	tp.run("ip", "-n", p, "route", "add", "default", "via", ClusterGatewayIP)
+	// The cluster IPs live on the cluster's loopback (the kernel may lack the dummy driver).
+	for _, ip := range []string{DNSIP, NginxIP, EchoIP} {
+		tp.run("ip", "-n", c, "addr", "add", ip+"/32", "dev", "lo")
+	}
+}
+
+// writeEtc writes files into /etc/netns/<ns>/, which `ip netns exec <ns>` bind-mounts over the
+// same names in /etc.
+func (tp *Topology) writeEtc(ns string, files map[string]string) {
+	tp.t.Helper()
+	dir := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tp.t.Fatal(err)
+	}
+	tp.etcDirs = append(tp.etcDirs, dir)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			tp.t.Fatal(err)
+		}
+	}
+}
+
+func (tp *Topology) startServices() {
+	tp.t.Helper()
+	echo := BuildGo(tp.t, "./internal/testenv/testdata/echoserver")
+
+	zone := PodNamespace + ".svc." + ClusterDomain
+	tp.start("dnsmasq", nil, "ip", "netns", "exec", tp.cluster, "dnsmasq",
+		"--keep-in-foreground", "--conf-file=/dev/null", "--log-facility=-", "--log-queries",
+		"--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces",
+		"--listen-address="+DNSIP, "--pid-file="+filepath.Join(tp.dir, "dnsmasq.pid"),
+		"--user=nobody", "--group=nogroup",
+		"--local=/"+ClusterDomain+"/",
+		"--host-record="+NginxName+"."+zone+","+NginxIP,
+		"--host-record="+EchoName+"."+zone+","+EchoIP,
+		"--host-record=kube-dns.kube-system.svc."+ClusterDomain+","+DNSIP,
+	)
+
+	conf := filepath.Join(tp.dir, "nginx.conf")
+	if err := os.MkdirAll(filepath.Join(tp.dir, "nginx-body"), 0o755); err != nil {
+		tp.t.Fatal(err)
+	}
+	nginxConf := fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log stderr;
+events { worker_connections 128; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/nginx-body;
+    server {
+        listen %[2]s:80;
+        default_type text/plain;
+        location = %[3]s { return 200 "$remote_addr\n"; }
+        location / { return 200 %[4]q; }
+    }
+}
+`, tp.dir, NginxIP, NginxWhoamiPath, NginxBody)
+	if err := os.WriteFile(conf, []byte(nginxConf), 0o644); err != nil {
+		tp.t.Fatal(err)
+	}
+	tp.start("nginx", nil, "ip", "netns", "exec", tp.cluster, "nginx", "-p", tp.dir, "-c", conf, "-e", "stderr")
+
+	tp.start("echoserver", nil, "ip", "netns", "exec", tp.cluster, echo, "-addr", fmt.Sprintf("%s:%d", EchoIP, EchoPort))
+
+	waits := []struct {
+		proc  string
+		proto string
+		addr  string
+	}{
+		{"dnsmasq", "udp", DNSIP + ":53"},
+		{"dnsmasq", "tcp", DNSIP + ":53"},
+		{"nginx", "tcp", NginxIP + ":80"},
+		{"echoserver", "udp", fmt.Sprintf("%s:%d", EchoIP, EchoPort)},
+		{"echoserver", "tcp", fmt.Sprintf("%s:%d", EchoIP, EchoPort)},
+	}
+	for _, w := range waits {
+		p := tp.proc(w.proc)
+		addr := netip.MustParseAddrPort(w.addr)
+		ok := waitFor(10*time.Second, func() bool {
+			return Alive(p.cmd.Process.Pid, "") && listening(p.cmd.Process.Pid, w.proto, addr)
+		})
+		if !ok {
+			tp.t.Fatalf("%s is not listening on %s %s after 10s; its log:\n%s", w.proc, w.proto, w.addr, readLog(p.log))
+		}
+	}
+}
+
+func (tp *Topology) startPod() {
+	tp.t.Helper()
+	p := tp.start("pod", PodEnv, "ip", "netns", "exec", tp.pod,
+		"unshare", "--uts", "--", "sh", "-c", `hostname "$1" && exec sleep infinity`, "sh", PodHostname)
+	pid := p.cmd.Process.Pid
+	// ip, unshare and sh each exec the next, so the pid stays that of the final sleep.
+	ok := waitFor(10*time.Second, func() bool {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return err == nil && strings.TrimSpace(string(comm)) == "sleep"
+	})
+	if !ok {
+		tp.t.Fatalf("pod process %d did not become `sleep infinity` within 10s; its log:\n%s", pid, readLog(p.log))
+	}
+	tp.podPID = pid
+	for _, ns := range []string{"net", "mnt", "uts"} {
+		own, err1 := os.Readlink("/proc/self/ns/" + ns)
+		pods, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err := errors.Join(err1, err2); err != nil {
+			tp.t.Fatal(err)
+		}
+		if own == pods {
+			tp.t.Fatalf("pod process %d shares the test's %s namespace", pid, ns)
+		}
+	}
+}
+
+// start starts a long-running process with its output in a log file under tp.dir. A nil env
+// means BaseEnv.
+func (tp *Topology) start(name string, env []string, argv ...string) *started {
+	tp.t.Helper()
+	logPath := filepath.Join(tp.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		tp.t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if env == nil {
+		env = BaseEnv
+	}
+	cmd.Env = env
+	cmd.Stdout = f
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		tp.t.Fatalf("start %s: %v", name, err)
+	}
+	p := &started{name: name, cmd: cmd, log: logPath}
+	tp.procs = append(tp.procs, p)
+	go func() { _ = cmd.Wait() }()
+	return p
+}
+
+func (tp *Topology) proc(name string) *started {
+	for _, p := range tp.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	panic("testenv: no process " + name)
+}
+
+// ProcessLog returns what a process of the topology ("dnsmasq", "nginx", "echoserver", "pod")
+// has written so far.
+func (tp *Topology) ProcessLog(name string) string { return readLog(tp.proc(name).log) }
+
+func readLog(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(read log: %v)", err)
+	}
+	return string(b)
+}
+
+// cleanup ends the processes the topology started (by pid), then deletes its namespaces, its
+// /etc/netns directories and its temporary directory. It reports what it could not undo.
+func (tp *Topology) cleanup() {
+	t := tp.t
+	if t.Failed() {
+		for _, p := range tp.procs {
+			t.Logf("%s log:\n%s", p.name, readLog(p.log))
+		}
+	}
+	for i := len(tp.procs) - 1; i >= 0; i-- {
+		p := tp.procs[i]
+		_ = p.cmd.Process.Kill() // the pid is ours until it is reaped by the Wait goroutine
+		if !waitFor(5*time.Second, func() bool { return !Alive(p.cmd.Process.Pid, "") }) {
+			t.Errorf("cleanup: %s (pid %d) still runs after SIGKILL", p.name, p.cmd.Process.Pid)
+		}
+	}
+	for _, ns := range tp.namespaces {
+		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: ip netns delete %s: %v: %s", ns, err, out)
+		}
+	}
+	for _, dir := range tp.etcDirs {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+	// /etc/netns itself stays: removing it could race with another test binary making its own
+	// /etc/netns/<name>.
+	if tp.dir != "" {
+		if err := os.RemoveAll(tp.dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(stateRoot, tp.id)); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}

@@ -1,0 +1,315 @@
+package local_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"doppel.dev/doppel/internal/testenv"
+)
+
+// The tests below run `doppel exec --target pid:<pod process>` in the laptop namespace, as root
+// with SUDO_UID/SUDO_GID/SUDO_USER set to nobody, as `sudo doppel exec` would: doppel runs the
+// program as nobody. After each run they check that no process of the doppel binary remains.
+//
+// A wrong session secret is tested at the agent level, not here.
+
+// sudoEnv is what sudo would add to doppel's environment for a user "nobody".
+var sudoEnv = []string{
+	fmt.Sprintf("SUDO_UID=%d", testenv.NobodyUID),
+	fmt.Sprintf("SUDO_GID=%d", testenv.NobodyGID),
+	"SUDO_USER=nobody",
+}
+
+type result struct {
+	stdout, stderr string
+	exitCode       int // -1 when killed by a signal or not started
+	err            error
+	elapsed        time.Duration
+}
+
+// doppelCmd returns `doppel exec [flags] --target pid:<pod> -- argv...` in the laptop namespace.
+func doppelCmd(ctx context.Context, tp *testenv.Topology, doppel string, flags []string, env []string, argv ...string) *exec.Cmd {
+	args := append([]string{"exec", "--target", fmt.Sprintf("pid:%d", tp.PodPID())}, flags...)
+	args = append(args, "--")
+	args = append(args, argv...)
+	cmd := tp.InLaptop(ctx, doppel, args...)
+	cmd.Env = append(cmd.Env, sudoEnv...)
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+func runDoppel(t *testing.T, tp *testenv.Topology, doppel string, flags []string, env []string, argv ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := doppelCmd(ctx, tp, doppel, flags, env, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), exitCode: -1, err: err, elapsed: time.Since(start)}
+	if cmd.ProcessState != nil {
+		r.exitCode = cmd.ProcessState.ExitCode()
+	}
+	if ctx.Err() != nil {
+		t.Errorf("doppel exec %v did not end within 30s\nstderr:\n%s", argv, r.stderr)
+	}
+	checkNoLeftovers(t, doppel)
+	return r
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d (%v) after %v\nstdout:\n%s\nstderr:\n%s", r.exitCode, r.err, r.elapsed.Round(time.Millisecond), r.stdout, r.stderr)
+}
+
+// setup is the common start of every doppel test.
+func setup(t *testing.T) (*testenv.Topology, string) {
+	testenv.Privileged(t)
+	doppel := testenv.BuildDoppel(t)
+	tp := testenv.NewTopology(t)
+	// Registered after the topology, so it runs before the topology's cleanup.
+	t.Cleanup(func() { killLeftovers(t, doppel) })
+	return tp, doppel
+}
+
+// checkNoLeftovers fails t when processes of the doppel binary (the client or its agent) are
+// still running a few seconds after doppel exec returned, and ends them.
+func checkNoLeftovers(t *testing.T, doppel string) {
+	t.Helper()
+	var left []testenv.Process
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var err error
+		left, err = testenv.ProcessesOf(doppel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range left {
+		t.Errorf("left behind after doppel exec ended: pid %d: %s", p.PID, p.Cmdline)
+	}
+	killLeftovers(t, doppel)
+}
+
+// killLeftovers ends the processes of this test binary's doppel build, by pid.
+func killLeftovers(t *testing.T, doppel string) {
+	left, err := testenv.ProcessesOf(doppel)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, p := range left {
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	}
+}
+
+// TestDoppelExecReachesPod runs each client case under doppel in the laptop namespace, where
+// TestBaseline shows they fail without it.
+func TestDoppelExecReachesPod(t *testing.T) {
+	tp, doppel := setup(t)
+	for _, c := range clientCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			r := runDoppel(t, tp, doppel, nil, nil, c.argv...)
+			if r.exitCode != 0 {
+				t.Fatalf("doppel exec %v: %v", c.argv, r)
+			}
+			if m := missing(r.stdout, c.want); len(m) > 0 {
+				t.Errorf("doppel exec %v: stdout lacks %q: %v", c.argv, m, r)
+			}
+		})
+	}
+}
+
+// TestDoppelExecTargetView checks that the program sees the target's hostname, files and
+// environment, and that its own environment wins over the target's.
+func TestDoppelExecTargetView(t *testing.T) {
+	tp, doppel := setup(t)
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"hostname"}, testenv.PodHostname + "\n"},
+		{[]string{"uname", "-n"}, testenv.PodHostname + "\n"},
+		{[]string{"cat", "/etc/hostname"}, testenv.PodHostname + "\n"},
+		{[]string{"cat", "/etc/resolv.conf"}, testenv.PodResolvConf},
+		{[]string{"cat", "/etc/hosts"}, testenv.PodHosts},
+		{[]string{"id", "-u"}, fmt.Sprintf("%d\n", testenv.NobodyUID)},
+	} {
+		t.Run(strings.Join(c.argv, " "), func(t *testing.T) {
+			r := runDoppel(t, tp, doppel, nil, nil, c.argv...)
+			if r.exitCode != 0 || r.stdout != c.want {
+				t.Errorf("doppel exec %v: want stdout %q, exit 0; got %v", c.argv, c.want, r)
+			}
+		})
+	}
+	t.Run("env", func(t *testing.T) {
+		own := []string{"SHOP_DB_URL=postgres://localhost:5432", "DOPPEL_TEST_OWN=yes"}
+		r := runDoppel(t, tp, doppel, nil, own, "env")
+		if r.exitCode != 0 {
+			t.Fatalf("doppel exec env: %v", r)
+		}
+		lines := "\n" + r.stdout
+		for _, kv := range append([]string{"POD_NAME=" + testenv.PodHostname, "POD_NAMESPACE=" + testenv.PodNamespace}, own...) {
+			if !strings.Contains(lines, "\n"+kv+"\n") {
+				t.Errorf("env under doppel lacks %s:\n%s", kv, r.stdout)
+			}
+		}
+		if strings.Contains(lines, "\nSHOP_DB_URL=postgres://db.shop:5432\n") {
+			t.Errorf("the target's SHOP_DB_URL won over the program's own:\n%s", r.stdout)
+		}
+	})
+}
+
+// TestDoppelExecNoOutgoing checks that --no-outgoing leaves the program's connections local.
+func TestDoppelExecNoOutgoing(t *testing.T) {
+	tp, doppel := setup(t)
+	r := runDoppel(t, tp, doppel, []string{"--no-outgoing"}, nil, "curl", "-sS", "--max-time", "5", "http://nginx/")
+	if r.exitCode == 0 || strings.Contains(r.stdout, testenv.NginxBody) {
+		t.Errorf("curl http://nginx/ under doppel --no-outgoing reached nginx: %v", r)
+	}
+}
+
+// TestDoppelExecExitStatus checks that the program's exit status is doppel's.
+func TestDoppelExecExitStatus(t *testing.T) {
+	tp, doppel := setup(t)
+	for _, c := range []struct {
+		name string
+		argv []string
+		want int
+	}{
+		{"exit-0", []string{"true"}, 0},
+		{"exit-7", []string{"sh", "-c", "exit 7"}, 7},
+		{"missing-program", []string{"doppel-test-no-such-program"}, 127},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runDoppel(t, tp, doppel, nil, nil, c.argv...)
+			if r.exitCode != c.want {
+				t.Errorf("doppel exec %v: want exit %d; got %v", c.argv, c.want, r)
+			}
+		})
+	}
+}
+
+// TestDoppelExecDeadTarget checks that a target pid that does not exist is refused before the
+// program starts.
+func TestDoppelExecDeadTarget(t *testing.T) {
+	tp, doppel := setup(t)
+	const pid = 999999
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		t.Skipf("pid %d exists on this machine", pid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := tp.InLaptop(ctx, doppel, "exec", "--target", fmt.Sprintf("pid:%d", pid), "--", "sh", "-c", "echo started")
+	cmd.Env = append(cmd.Env, sudoEnv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(start)
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() <= 0 {
+		t.Errorf("doppel exec --target pid:%d: want a non-zero exit, got %v", pid, err)
+	}
+	if !strings.Contains(strings.ToLower(stderr.String()), "no such process") {
+		t.Errorf("stderr does not say \"no such process\":\n%s", &stderr)
+	}
+	if strings.Contains(stdout.String(), "started") {
+		t.Errorf("the program ran although the target does not exist")
+	}
+	if elapsed > 5*time.Second {
+		t.Errorf("refusal took %v; want it before anything starts", elapsed)
+	}
+	checkNoLeftovers(t, doppel)
+}
+
+// TestDoppelExecAgentKilled kills the agent of a running session: doppel must end with a
+// non-zero status within seconds, say that the agent is gone, and leave nothing behind.
+func TestDoppelExecAgentKilled(t *testing.T) {
+	tp, doppel := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	cmd := doppelCmd(ctx, tp, doppel, nil, nil, "sleep", "30")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // a no-op once Wait has returned
+		<-done
+	})
+	// `ip netns exec` execs doppel, so the started pid is doppel's.
+	doppelPID := cmd.Process.Pid
+
+	var agent testenv.Process
+	var below []testenv.Process
+	deadline := time.Now().Add(15 * time.Second)
+	for agent.PID == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no agent process below doppel (pid %d) after 15s; processes below it: %v\nstderr:\n%s", doppelPID, below, &stderr)
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("doppel exited before its agent was found: %v\nstderr:\n%s", err, &stderr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		var err error
+		below, err = testenv.Descendants(doppelPID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range below {
+			if strings.Contains(p.Cmdline, "agent") {
+				agent = p
+				break
+			}
+		}
+	}
+	// Let the session settle, then take the final picture of what runs below doppel.
+	time.Sleep(500 * time.Millisecond)
+	below, _ = testenv.Descendants(doppelPID)
+	if err := syscall.Kill(agent.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill agent %d: %v", agent.PID, err)
+	}
+	killed := time.Now()
+
+	var err error
+	select {
+	case err = <-done:
+		done <- err // for the cleanup's receive
+	case <-time.After(10 * time.Second):
+		t.Fatalf("doppel still runs 10s after its agent was killed\nstderr:\n%s", &stderr)
+	}
+	t.Logf("doppel ended %v after the agent was killed: %v", time.Since(killed).Round(time.Millisecond), err)
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() <= 0 {
+		t.Errorf("doppel after its agent was killed: want a non-zero exit, got %v", err)
+	}
+	if !strings.Contains(strings.ToLower(stderr.String()), "agent") {
+		t.Errorf("stderr does not mention the agent:\n%s", &stderr)
+	}
+	checkNoLeftovers(t, doppel)
+	time.Sleep(time.Second) // the program may take a moment to follow
+	for _, p := range below {
+		if testenv.Alive(p.PID, p.Cmdline) {
+			t.Errorf("left behind after the agent was killed: pid %d: %s", p.PID, p.Cmdline)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+}
