@@ -54,16 +54,18 @@ func Run(ctx context.Context, opt Options) error {
 	defer t.Close()
 
 	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel(nil)
-	go func() {
+	wg.Go(func() {
 		if err := t.waitExit(ctx); err == nil {
 			cancel(fmt.Errorf("target pid %d exited", opt.PID))
 		}
-	}()
+	})
 
 	a := &agent{opt: opt, target: t, log: opt.Logger, conns: make(chan net.Conn)}
-	go a.acceptLoop(ctx)
 	defer opt.Listener.Close()
+	wg.Go(func() { a.acceptLoop(ctx) })
 
 	var active *yamux.Session
 	idle := time.NewTimer(opt.Grace)

@@ -23,22 +23,22 @@ import (
 // target holds the handles on the target process: its pidfd, network and UTS namespaces and
 // root directory.
 type target struct {
-	pid    int
-	pidfd  int
-	netns  *namespace
-	utsns  *namespace
-	rootfd int
+	pid     int
+	pidFile *os.File // a non-blocking pidfd: readable once the target has exited
+	netns   *namespace
+	utsns   *namespace
+	rootfd  int
 }
 
 func openTarget(pid int) (*target, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
+	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return nil, fmt.Errorf("target pid %d: no such process", pid)
 		}
 		return nil, fmt.Errorf("open target pid %d: %w", pid, err)
 	}
-	t := &target{pid: pid, pidfd: pidfd, rootfd: -1}
+	t := &target{pid: pid, pidFile: os.NewFile(uintptr(pidfd), "pidfd"), rootfd: -1}
 	if t.netns, err = openNamespace(pid, "net", unix.CLONE_NEWNET); err != nil {
 		t.Close()
 		return nil, err
@@ -55,7 +55,7 @@ func openTarget(pid int) (*target, error) {
 }
 
 func (t *target) Close() {
-	unix.Close(t.pidfd)
+	t.pidFile.Close()
 	t.netns.Close()
 	t.utsns.Close()
 	if t.rootfd >= 0 {
@@ -63,21 +63,22 @@ func (t *target) Close() {
 	}
 }
 
-// waitExit returns nil when the target exits, or ctx's error.
+// waitExit returns nil when the target exits, or ctx's error when ctx ends first.
 func (t *target) waitExit(ctx context.Context) error {
-	for {
-		fds := []unix.PollFd{{Fd: int32(t.pidfd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 500)
-		if err != nil && err != unix.EINTR {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	rc, err := t.pidFile.SyscallConn()
+	if err != nil {
+		return err
 	}
+	stop := context.AfterFunc(ctx, func() { t.pidFile.SetReadDeadline(time.Now()) })
+	defer stop()
+	err = rc.Read(func(fd uintptr) bool {
+		n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // namespace is a target's namespace of one type, entered by a locked thread for the duration of

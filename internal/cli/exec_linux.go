@@ -51,13 +51,27 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		return fail(fmt.Errorf("doppel exec needs root to start the agent for the local target %s: run it with sudo (the program still runs as you)", tgt))
 	}
 
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
-	// Signals that arrive while the session starts end it cleanly; once the program runs they
-	// are passed on to it.
+	ctx, cancel := context.WithCancelCause(cmd.Context())
+	defer cancel(nil)
+	// A signal that arrives while the session starts cancels the start; once the program runs,
+	// signals are passed on to it.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	starting := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			cancel(fmt.Errorf("interrupted by %v while starting", sig))
+		case <-starting:
+		}
+	}()
+	fail = func(err error) error {
+		if c := context.Cause(ctx); c != nil {
+			err = c
+		}
+		return &exitError{code: exitFailure, err: err}
+	}
 
 	ag, err := startAgent(tgt, cfg)
 	if err != nil {
@@ -122,12 +136,16 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	log.Debug("program started", "pid", sup.Pid(), "target", tgt)
 
+	close(starting)
+	if ctx.Err() != nil {
+		sup.Signal(syscall.SIGTERM) // the signal came as the program started: it is the program's
+	}
 	var lost error
 	exited := make(chan struct{})
 	watcher := make(chan struct{})
 	go func() {
 		defer close(watcher)
-		for {
+		for lost == nil {
 			select {
 			case sig := <-sigs:
 				sup.Signal(sig)
@@ -138,15 +156,12 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 			case <-exited:
 				return
 			}
-			if lost != nil {
-				sup.Signal(syscall.SIGTERM)
-				select {
-				case <-exited:
-				case <-time.After(5 * time.Second):
-					sup.Signal(syscall.SIGKILL)
-				}
-				return
-			}
+		}
+		sup.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			sup.Signal(syscall.SIGKILL)
 		}
 	}()
 	state, err := sup.Wait()

@@ -50,8 +50,8 @@ type Redirector struct {
 	nameservers    map[netip.Addr]bool
 
 	mu      sync.Mutex
-	peers   map[uint64][]byte // socket inode → the sockaddr the program connected to
-	udp     map[uint64]bool   // socket inodes whose datagrams may come from a relay
+	peers   map[uint64]peer // by socket inode: the sockets doppel connected for the program
+	udp     map[uint64]bool // socket inodes whose datagrams may come from a relay
 	relays  map[relayKey]*relay
 	byRelay map[netip.AddrPort]netip.AddrPort // relay's local address → the remote it stands for
 	flows   map[netip.AddrPort]*flow          // program socket address → its flow to the agent
@@ -68,7 +68,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 	r := &Redirector{
 		opt: opt, log: opt.Logger, ctx: ctx, stop: cancel,
 		nameservers: make(map[netip.Addr]bool),
-		peers:       make(map[uint64][]byte),
+		peers:       make(map[uint64]peer),
 		udp:         make(map[uint64]bool),
 		relays:      make(map[relayKey]*relay),
 		byRelay:     make(map[netip.AddrPort]netip.AddrPort),
@@ -192,6 +192,7 @@ func readSockaddr(q *intercept.Request, ptr, size uint64) (netip.AddrPort, int, 
 func (r *Redirector) onConnect(q *intercept.Request) {
 	dst, _, raw, ok := readSockaddr(q, q.Arg(1), q.Arg(2))
 	if !ok || !r.remote(dst) {
+		r.forgetUDPPeer(q)
 		q.Continue()
 		return
 	}
@@ -238,6 +239,19 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	ino, err := q.FDInode(fd)
 	if err != nil {
 		q.Continue()
+		return
+	}
+	r.mu.Lock()
+	p, again := r.peers[ino]
+	r.mu.Unlock()
+	if again && typ == unix.SOCK_STREAM {
+		// A program polling a non-blocking connect by calling connect again: the kernel's answer
+		// for the connection to the proxy (EALREADY, EISCONN) is the right one.
+		if err := unix.Connect(int(f.Fd()), p.via); err != nil {
+			q.Errno(errnoOf(err))
+			return
+		}
+		q.Return(0)
 		return
 	}
 	switch typ {
@@ -299,10 +313,11 @@ func (r *Redirector) connectTCP(q *intercept.Request, f *os.File, family int, in
 		local, _ = fromUnix(sa)
 	}
 	proxy.add(local.Port(), remote, ino)
+	via := toUnix(family, netip.AddrPortFrom(lo, proxy.port))
 	r.mu.Lock()
-	r.peers[ino] = raw
+	r.peers[ino] = peer{raw: raw, via: via}
 	r.mu.Unlock()
-	err = unix.Connect(sfd, toUnix(family, netip.AddrPortFrom(lo, proxy.port)))
+	err = unix.Connect(sfd, via)
 	if err != nil && err != unix.EINPROGRESS {
 		proxy.take(local.Port())
 		remote.Close()
@@ -318,10 +333,28 @@ func (r *Redirector) connectTCP(q *intercept.Request, f *os.File, family int, in
 	q.Return(0)
 }
 
+// forgetUDPPeer drops the remote peer of a UDP socket that is being connected elsewhere (or
+// disconnected with AF_UNSPEC), so getpeername stops answering the old remote.
+func (r *Redirector) forgetUDPPeer(q *intercept.Request) {
+	if !r.hasUDP() {
+		return
+	}
+	if ino, err := q.FDInode(int(int32(q.Arg(0)))); err == nil && r.isUDP(ino) {
+		r.forget(ino)
+	}
+}
+
 func (r *Redirector) forget(ino uint64) {
 	r.mu.Lock()
 	delete(r.peers, ino)
 	r.mu.Unlock()
+}
+
+// peer is a program socket doppel connected: raw is the sockaddr the program asked for, via
+// the loopback address the socket is really connected to.
+type peer struct {
+	raw []byte
+	via unix.Sockaddr
 }
 
 // tcpProxy accepts the program's redirected connections on loopback and joins each to the
@@ -412,13 +445,13 @@ func (r *Redirector) onGetpeername(q *intercept.Request) {
 		return
 	}
 	r.mu.Lock()
-	raw, ok := r.peers[ino]
+	p, ok := r.peers[ino]
 	r.mu.Unlock()
 	if !ok {
 		q.Continue()
 		return
 	}
-	if err := writeSockaddr(q, q.Arg(1), q.Arg(2), raw); err != nil {
+	if err := writeSockaddr(q, q.Arg(1), q.Arg(2), p.raw); err != nil {
 		q.Errno(unix.EFAULT)
 		return
 	}

@@ -154,11 +154,11 @@ func (r *Redirector) serveFlow(f *flow) {
 	}
 }
 
-func (r *Redirector) markUDP(ino uint64, raw []byte) {
+func (r *Redirector) markUDP(ino uint64, raw []byte, via unix.Sockaddr) {
 	r.mu.Lock()
 	r.udp[ino] = true
 	if raw != nil {
-		r.peers[ino] = raw
+		r.peers[ino] = peer{raw: raw, via: via}
 	}
 	r.mu.Unlock()
 }
@@ -175,11 +175,12 @@ func (r *Redirector) connectUDP(q *intercept.Request, f *os.File, family int, in
 		q.Errno(unix.ENETUNREACH)
 		return
 	}
-	if err := unix.Connect(int(f.Fd()), relayTarget(family, rl)); err != nil {
+	via := relayTarget(family, rl)
+	if err := unix.Connect(int(f.Fd()), via); err != nil {
 		q.Errno(errnoOf(err))
 		return
 	}
-	r.markUDP(ino, raw)
+	r.markUDP(ino, raw, via)
 	q.Return(0)
 }
 
@@ -228,7 +229,7 @@ func (r *Redirector) sendVia(q *intercept.Request, f *os.File, fd, family int, d
 		return
 	}
 	if ino, err := q.FDInode(fd); err == nil {
-		r.markUDP(ino, nil)
+		r.markUDP(ino, nil, nil)
 	}
 	q.Return(int64(n))
 }
@@ -386,7 +387,7 @@ func (r *Redirector) onSendmmsg(q *intercept.Request) {
 			sent++
 		}
 		if ino, err := q.FDInode(fd); err == nil {
-			r.markUDP(ino, nil)
+			r.markUDP(ino, nil, nil)
 		}
 		q.Return(int64(sent))
 	})
