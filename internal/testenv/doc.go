@@ -1,7 +1,7 @@
 // Package testenv owns the fixtures of doppel's privileged test tier: the doppel binary and the
 // test programs built for a test binary, and the network namespaces, /etc/netns directories,
-// temporary files and processes (dnsmasq, nginx, the echo server, the "pod" process) of each
-// test's Topology.
+// temporary files and processes (dnsmasq, nginx, the IPv4 and IPv6 echo servers, the pod's
+// loopback "sidecar" echo server, the "pod" process) of each test's Topology.
 //
 // Lifetimes: binaries built by BuildDoppel and BuildGo live in one temporary directory for the
 // whole test binary and are removed by Main when the tests end. Everything a Topology creates

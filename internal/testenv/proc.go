@@ -118,19 +118,27 @@ func Alive(pid int, cmdline string) bool {
 }
 
 // listening reports whether a socket bound to addr exists in the network namespace of pid,
-// read from /proc/<pid>/net/{tcp,udp}. proto is "tcp" or "udp". Only IPv4 is handled.
+// read from /proc/<pid>/net/{tcp,udp} (IPv4) or {tcp6,udp6} (IPv6). proto is "tcp" or "udp".
 func listening(pid int, proto string, addr netip.AddrPort) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
+	file := proto
+	if addr.Addr().Is6() {
+		file += "6"
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, file))
 	if err != nil {
 		return false
 	}
-	ip := addr.Addr().As4()
-	// The kernel prints the address as a host-order u32: reversed bytes on little-endian
-	// machines (amd64, arm64).
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], addr.Port())
+	// The kernel prints the address as host-order u32s (one for IPv4, four for IPv6): each
+	// group of four bytes reversed on little-endian machines (amd64, arm64).
+	ip := addr.Addr().AsSlice()
+	var want strings.Builder
+	for i := 0; i < len(ip); i += 4 {
+		fmt.Fprintf(&want, "%02X%02X%02X%02X", ip[i+3], ip[i+2], ip[i+1], ip[i])
+	}
+	fmt.Fprintf(&want, ":%04X", addr.Port())
 	for _, line := range strings.Split(string(data), "\n")[1:] {
 		f := strings.Fields(line)
-		if len(f) > 3 && f[1] == want && (proto == "udp" || f[3] == "0A") {
+		if len(f) > 3 && f[1] == want.String() && (proto == "udp" || f[3] == "0A") {
 			return true
 		}
 	}

@@ -32,6 +32,18 @@ const (
 	// EchoPort is the echo service's port for UDP and TCP.
 	EchoPort = 7
 
+	// ClusterGatewayIP6, PodIP6, NginxIP6 and EchoIP6 are the IPv6 (ULA) twins of the addresses
+	// above: the pod's eth0 has PodIP6/64 with a default route via ClusterGatewayIP6, nginx
+	// listens on [::]:80 and a second echo server answers on EchoIP6 port EchoPort.
+	ClusterGatewayIP6 = "fd00:10:244:1::1"
+	PodIP6            = "fd00:10:244:1::5"
+	NginxIP6          = "fd00:10:96::80"
+	EchoIP6           = "fd00:10:96::7"
+
+	// SidecarPort is where an echo server (like EchoIP's) listens on 127.0.0.1 inside the pod's
+	// network namespace, as a sidecar container would; nothing listens there in the laptop.
+	SidecarPort = 7070
+
 	// ClusterDomain is the zone dnsmasq serves; names outside it are refused.
 	ClusterDomain = "cluster.local"
 	// PodNamespace is the Kubernetes namespace the pod and the services live in.
@@ -40,6 +52,10 @@ const (
 	// <name>.shop.svc.cluster.local.
 	NginxName = "nginx"
 	EchoName  = "echo"
+	// Nginx6Name and Echo6Name are short names with only an AAAA record (NginxIP6, EchoIP6);
+	// NginxName and EchoName have only an A record.
+	Nginx6Name = "nginx6"
+	Echo6Name  = "echo6"
 
 	// PodHostname is the hostname of the pod process (its UTS namespace and /etc/hostname).
 	PodHostname = "nginx-7d9c-pod"
@@ -91,14 +107,17 @@ var requiredTools = []string{"ip", "nsenter", "unshare", "setpriv", "sh", "sleep
 
 // Topology is a small cluster made of network namespaces, private to one test:
 //
-//   - "cluster" (dpl-<id>-cluster): the services. Its loopback holds the cluster IPs;
-//     dnsmasq answers on DNSIP:53 for nginx.shop.svc.cluster.local (NginxIP) and
-//     echo.shop.svc.cluster.local (EchoIP); nginx serves NginxBody on NginxIP:80; the echo
-//     server answers on EchoIP:7 (UDP and TCP). Its veth-pod has ClusterGatewayIP/24.
-//   - "pod" (dpl-<id>-pod): eth0 with PodIP/24, the veth peer of the cluster, default route via
-//     ClusterGatewayIP. The pod process runs here, in its own mount namespace (PodResolvConf,
-//     PodHosts and PodHostname as /etc/resolv.conf, /etc/hosts, /etc/hostname) and UTS
-//     namespace (hostname PodHostname), with PodEnv as its environment.
+//   - "cluster" (dpl-<id>-cluster): the services. Its loopback holds the cluster IPs, IPv4
+//     and IPv6; dnsmasq answers on DNSIP:53 (UDP and TCP) for nginx.shop.svc.cluster.local (A
+//     NginxIP), echo.shop.svc.cluster.local (A EchoIP), nginx6.shop.svc.cluster.local (AAAA
+//     NginxIP6) and echo6.shop.svc.cluster.local (AAAA EchoIP6); nginx serves NginxBody on
+//     NginxIP:80 and [::]:80; echo servers answer on EchoIP:7 and [EchoIP6]:7 (UDP and TCP).
+//     Its veth-pod has ClusterGatewayIP/24 and ClusterGatewayIP6/64.
+//   - "pod" (dpl-<id>-pod): eth0 with PodIP/24 and PodIP6/64, the veth peer of the cluster,
+//     default routes via ClusterGatewayIP and ClusterGatewayIP6. The pod process runs here, in
+//     its own mount namespace (PodResolvConf, PodHosts and PodHostname as /etc/resolv.conf,
+//     /etc/hosts, /etc/hostname) and UTS namespace (hostname PodHostname), with PodEnv as its
+//     environment. A "sidecar" echo server listens on 127.0.0.1:SidecarPort here.
 //   - "laptop" (dpl-<id>-laptop): loopback only (127.0.0.1 and ::1), no routes, and
 //     LaptopResolvConf as /etc/resolv.conf for commands started through InLaptop.
 //
@@ -243,9 +262,17 @@ func (tp *Topology) makeNetwork() {
 	tp.run("ip", "-n", p, "addr", "add", PodIP+"/24", "dev", "eth0")
 	tp.run("ip", "-n", p, "link", "set", "eth0", "up")
 	tp.run("ip", "-n", p, "route", "add", "default", "via", ClusterGatewayIP)
+	// nodad: the addresses are usable at once, not "tentative" for a second of duplicate
+	// address detection.
+	tp.run("ip", "-n", c, "addr", "add", ClusterGatewayIP6+"/64", "dev", "veth-pod", "nodad")
+	tp.run("ip", "-n", p, "addr", "add", PodIP6+"/64", "dev", "eth0", "nodad")
+	tp.run("ip", "-n", p, "-6", "route", "add", "default", "via", ClusterGatewayIP6)
 	// The cluster IPs live on the cluster's loopback (the kernel may lack the dummy driver).
 	for _, ip := range []string{DNSIP, NginxIP, EchoIP} {
 		tp.run("ip", "-n", c, "addr", "add", ip+"/32", "dev", "lo")
+	}
+	for _, ip := range []string{NginxIP6, EchoIP6} {
+		tp.run("ip", "-n", c, "addr", "add", ip+"/128", "dev", "lo", "nodad")
 	}
 }
 
@@ -278,6 +305,8 @@ func (tp *Topology) startServices() {
 		"--local=/"+ClusterDomain+"/",
 		"--host-record="+NginxName+"."+zone+","+NginxIP,
 		"--host-record="+EchoName+"."+zone+","+EchoIP,
+		"--host-record="+Nginx6Name+"."+zone+","+NginxIP6,
+		"--host-record="+Echo6Name+"."+zone+","+EchoIP6,
 		"--host-record=kube-dns.kube-system.svc."+ClusterDomain+","+DNSIP,
 	)
 
@@ -296,6 +325,7 @@ http {
     client_body_temp_path %[1]s/nginx-body;
     server {
         listen %[2]s:80;
+        listen [::]:80;
         default_type text/plain;
         location = %[3]s { return 200 "$remote_addr\n"; }
         location / { return 200 %[4]q; }
@@ -307,7 +337,12 @@ http {
 	}
 	tp.start("nginx", nil, "ip", "netns", "exec", tp.cluster, "nginx", "-p", tp.dir, "-c", conf, "-e", "stderr")
 
-	tp.start("echoserver", nil, "ip", "netns", "exec", tp.cluster, echo, "-addr", fmt.Sprintf("%s:%d", EchoIP, EchoPort))
+	echo4 := netip.AddrPortFrom(netip.MustParseAddr(EchoIP), EchoPort).String()
+	echo6 := netip.AddrPortFrom(netip.MustParseAddr(EchoIP6), EchoPort).String()
+	sidecar := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), SidecarPort).String()
+	tp.start("echoserver", nil, "ip", "netns", "exec", tp.cluster, echo, "-addr", echo4)
+	tp.start("echoserver6", nil, "ip", "netns", "exec", tp.cluster, echo, "-addr", echo6)
+	tp.start("sidecar", nil, "ip", "netns", "exec", tp.pod, echo, "-addr", sidecar)
 
 	waits := []struct {
 		proc  string
@@ -317,8 +352,12 @@ http {
 		{"dnsmasq", "udp", DNSIP + ":53"},
 		{"dnsmasq", "tcp", DNSIP + ":53"},
 		{"nginx", "tcp", NginxIP + ":80"},
-		{"echoserver", "udp", fmt.Sprintf("%s:%d", EchoIP, EchoPort)},
-		{"echoserver", "tcp", fmt.Sprintf("%s:%d", EchoIP, EchoPort)},
+		{"nginx", "tcp", "[::]:80"},
+		{"echoserver", "udp", echo4},
+		{"echoserver", "tcp", echo4},
+		{"echoserver6", "udp", echo6},
+		{"echoserver6", "tcp", echo6},
+		{"sidecar", "tcp", sidecar},
 	}
 	for _, w := range waits {
 		p := tp.proc(w.proc)
@@ -393,8 +432,8 @@ func (tp *Topology) proc(name string) *started {
 	panic("testenv: no process " + name)
 }
 
-// ProcessLog returns what a process of the topology ("dnsmasq", "nginx", "echoserver", "pod")
-// has written so far.
+// ProcessLog returns what a process of the topology ("dnsmasq", "nginx", "echoserver",
+// "echoserver6", "sidecar", "pod") has written so far.
 func (tp *Topology) ProcessLog(name string) string { return readLog(tp.proc(name).log) }
 
 func readLog(path string) string {

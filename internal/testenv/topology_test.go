@@ -48,6 +48,19 @@ func TestTopology(t *testing.T) {
 		if strings.Count(strings.TrimSpace(string(out)), "\n") != 1 {
 			t.Errorf("laptop has more than loopback:\n%s", out)
 		}
+		out, err = tp.InPod(ctx, "ip", "-o", "addr").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip addr in pod: %v: %s", err, out)
+		}
+		for _, want := range []string{testenv.PodIP + "/24", testenv.PodIP6 + "/64"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("pod addresses lack %s:\n%s", want, out)
+			}
+		}
+		out, err = tp.InPod(ctx, "ip", "-6", "route", "show", "default").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "via "+testenv.ClusterGatewayIP6) {
+			t.Errorf("pod IPv6 default route = %q, %v; want via %s", out, err, testenv.ClusterGatewayIP6)
+		}
 		out, err = tp.InLaptop(ctx, "ip", "route").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "" {
 			t.Errorf("laptop routes = %q, %v; want none", out, err)

@@ -35,12 +35,16 @@ type result struct {
 	elapsed        time.Duration
 }
 
-// doppelCmd returns `doppel exec [flags] --target pid:<pod> -- argv...` in the laptop namespace.
-func doppelCmd(ctx context.Context, tp *testenv.Topology, doppel string, flags []string, env []string, argv ...string) *exec.Cmd {
+// execArgs returns the arguments of `doppel exec [flags] --target pid:<pod> -- argv...`.
+func execArgs(tp *testenv.Topology, flags []string, argv []string) []string {
 	args := append([]string{"exec", "--target", fmt.Sprintf("pid:%d", tp.PodPID())}, flags...)
 	args = append(args, "--")
-	args = append(args, argv...)
-	cmd := tp.InLaptop(ctx, doppel, args...)
+	return append(args, argv...)
+}
+
+// doppelCmd returns `doppel exec [flags] --target pid:<pod> -- argv...` in the laptop namespace.
+func doppelCmd(ctx context.Context, tp *testenv.Topology, doppel string, flags []string, env []string, argv ...string) *exec.Cmd {
+	cmd := tp.InLaptop(ctx, doppel, execArgs(tp, flags, argv)...)
 	cmd.Env = append(cmd.Env, sudoEnv...)
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
@@ -48,9 +52,19 @@ func doppelCmd(ctx context.Context, tp *testenv.Topology, doppel string, flags [
 
 func runDoppel(t *testing.T, tp *testenv.Topology, doppel string, flags []string, env []string, argv ...string) result {
 	t.Helper()
+	return runDoppelArgs(t, tp, doppel, "", env, execArgs(tp, flags, argv)...)
+}
+
+// runDoppelArgs runs `doppel args...` in the laptop namespace as sudo would, in the working
+// directory dir ("" for the test's), and checks that nothing of it stays behind.
+func runDoppelArgs(t *testing.T, tp *testenv.Topology, doppel, dir string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := doppelCmd(ctx, tp, doppel, flags, env, argv...)
+	cmd := tp.InLaptop(ctx, doppel, args...)
+	cmd.Env = append(cmd.Env, sudoEnv...)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -60,7 +74,7 @@ func runDoppel(t *testing.T, tp *testenv.Topology, doppel string, flags []string
 		r.exitCode = cmd.ProcessState.ExitCode()
 	}
 	if ctx.Err() != nil {
-		t.Errorf("doppel exec %v did not end within 30s\nstderr:\n%s", argv, r.stderr)
+		t.Errorf("doppel %v did not end within 30s\nstderr:\n%s", args, r.stderr)
 	}
 	checkNoLeftovers(t, doppel)
 	return r
@@ -192,6 +206,8 @@ func TestDoppelExecExitStatus(t *testing.T) {
 		{"exit-0", []string{"true"}, 0},
 		{"exit-7", []string{"sh", "-c", "exit 7"}, 7},
 		{"missing-program", []string{"doppel-test-no-such-program"}, 127},
+		{"killed-by-TERM", []string{"sh", "-c", "kill -TERM $$"}, 128 + 15},
+		{"killed-by-KILL", []string{"sh", "-c", "kill -KILL $$"}, 128 + 9},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := runDoppel(t, tp, doppel, nil, nil, c.argv...)

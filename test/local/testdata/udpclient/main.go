@@ -1,5 +1,6 @@
 // Command udpclient exchanges datagrams with a UDP echo server (one that answers "echo:" and
-// the datagram), found by name with the pure Go resolver, in two ways:
+// the datagram), found by name with the pure Go resolver (A records, or AAAA with -family 6),
+// in two ways:
 //
 //	connected: Dial, Write, Read;
 //	unconnected: ListenPacket, WriteTo, ReadFrom, checking that the answer comes from the
@@ -23,35 +24,40 @@ import (
 func main() {
 	name := flag.String("name", "echo", "echo server's host name")
 	port := flag.Int("port", 7, "echo server's UDP port")
+	family := flag.Int("family", 4, "IP version to use: 4 or 6")
 	flag.Parse()
-	if err := run(*name, *port); err != nil {
+	if *family != 4 && *family != 6 {
+		fmt.Fprintln(os.Stderr, "udpclient: -family must be 4 or 6")
+		os.Exit(2)
+	}
+	if err := run(*name, *port, strconv.Itoa(*family)); err != nil {
 		fmt.Fprintln(os.Stderr, "udpclient:", err)
 		os.Exit(1)
 	}
 }
 
-func run(name string, port int) error {
+func run(name string, port int, family string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	r := &net.Resolver{PreferGo: true}
-	ips, err := r.LookupNetIP(ctx, "ip4", name)
+	ips, err := r.LookupNetIP(ctx, "ip"+family, name)
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", name, err)
 	}
 	server := netip.AddrPortFrom(ips[0], uint16(port))
 	fmt.Printf("resolved %s: %s\n", name, ips[0])
 
-	if err := connected(server); err != nil {
+	if err := connected("udp"+family, server); err != nil {
 		return fmt.Errorf("connected exchange with %s: %w", server, err)
 	}
-	if err := unconnected(server); err != nil {
+	if err := unconnected("udp"+family, server); err != nil {
 		return fmt.Errorf("unconnected exchange with %s: %w", server, err)
 	}
 	return nil
 }
 
-func connected(server netip.AddrPort) error {
-	c, err := net.Dial("udp", server.String())
+func connected(network string, server netip.AddrPort) error {
+	c, err := net.Dial(network, server.String())
 	if err != nil {
 		return err
 	}
@@ -79,8 +85,8 @@ func connected(server netip.AddrPort) error {
 	return errors.New("no answer after 3 tries")
 }
 
-func unconnected(server netip.AddrPort) error {
-	pc, err := net.ListenUDP("udp4", nil)
+func unconnected(network string, server netip.AddrPort) error {
+	pc, err := net.ListenUDP(network, nil)
 	if err != nil {
 		return err
 	}
