@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -30,9 +31,15 @@ type Options struct {
 	Secret   [wire.SecretSize]byte
 	// Grace is how long the agent waits for a client, at start and after one is lost, before
 	// it exits.
-	Grace  time.Duration
-	Logger *slog.Logger
+	Grace time.Duration
+	// Sockets, when set, is a unix SOCK_SEQPACKET socket to a client on this machine, on which
+	// the agent hands out TCP sockets made in the target's network namespace (local targets).
+	Sockets *os.File
+	Logger  *slog.Logger
 }
+
+// deadlinePast is a deadline that has passed: setting it wakes a blocked read.
+var deadlinePast = time.Unix(1, 0)
 
 // handshakeTimeout bounds how long a connecting peer may take to say hello.
 const handshakeTimeout = 10 * time.Second
@@ -66,6 +73,9 @@ func Run(ctx context.Context, opt Options) error {
 	a := &agent{opt: opt, target: t, log: opt.Logger, conns: make(chan net.Conn)}
 	defer opt.Listener.Close()
 	wg.Go(func() { a.acceptLoop(ctx) })
+	if opt.Sockets != nil {
+		wg.Go(func() { a.serveSockets(ctx, opt.Sockets) })
+	}
 
 	var active *yamux.Session
 	idle := time.NewTimer(opt.Grace)

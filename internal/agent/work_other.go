@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 
 	"doppel.dev/doppel/internal/intercept"
@@ -25,3 +26,5 @@ func (a *agent) udpFlow(context.Context, net.Conn)                 {}
 func (a *agent) readFile(net.Conn, string)                         {}
 func (a *agent) info(net.Conn)                                     {}
 func errnoOf(error) uint16                                         { return 5 }
+
+func (a *agent) serveSockets(context.Context, *os.File) {}

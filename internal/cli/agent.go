@@ -23,6 +23,7 @@ type agentOptions struct {
 	pid              int
 	listen           string
 	listenFD         int
+	socketsFD        int
 	allowNonLoopback bool
 	grace            time.Duration
 	logLevel         string
@@ -45,6 +46,7 @@ func newAgentCmd() *cobra.Command {
 	f.IntVar(&o.pid, "pid", 0, "target process id")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to listen on (loopback unless --allow-non-loopback)")
 	f.IntVar(&o.listenFD, "listen-fd", -1, "inherited listening socket to serve instead of --listen")
+	f.IntVar(&o.socketsFD, "sockets-fd", -1, "inherited unix SOCK_SEQPACKET socket on which to hand out sockets of the target's network to a client on this machine")
 	f.BoolVar(&o.allowNonLoopback, "allow-non-loopback", false, "allow --listen on a non-loopback address")
 	f.DurationVar(&o.grace, "grace", 5*time.Second, "how long to wait for a (lost) client before exiting")
 	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
@@ -84,9 +86,15 @@ func (o *agentOptions) run(ctx context.Context) error {
 		}
 		fmt.Printf("listening on %s\n", ln.Addr())
 	}
+	var sockets *os.File
+	if o.socketsFD >= 0 {
+		syscall.SetNonblock(o.socketsFD, true)
+		sockets = os.NewFile(uintptr(o.socketsFD), "sockets")
+		defer sockets.Close()
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return agent.Run(ctx, agent.Options{PID: o.pid, Listener: ln, Secret: secret, Grace: o.grace, Logger: log.With("role", "agent")})
+	return agent.Run(ctx, agent.Options{PID: o.pid, Listener: ln, Secret: secret, Grace: o.grace, Sockets: sockets, Logger: log.With("role", "agent")})
 }
 
 func readSecret() ([wire.SecretSize]byte, error) {

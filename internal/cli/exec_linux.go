@@ -109,6 +109,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		Outgoing: cfg.Outgoing.IsEnabled(),
 		Route:    matcher,
 		DNS:      cfg.DNS.IsEnabled(),
+		Sockets:  ag.sockets,
 		Files:    files,
 		Hostname: info.Hostname,
 		Logger:   log,
@@ -314,6 +315,8 @@ type localAgent struct {
 	secret [wire.SecretSize]byte
 	done   chan struct{} // closed when the process has exited; err is then set
 	err    error
+	// sockets hands out sockets of the target's network (nil with --no-socket-passing).
+	sockets *session.Sockets
 }
 
 // startAgent starts `doppel agent` for the target as a child process, listening on an inherited
@@ -339,9 +342,25 @@ func startAgent(tgt target.Target, cfg *config.Config) (*localAgent, error) {
 	if cfg.LogLevel == "debug" {
 		level = "debug"
 	}
-	cmd := exec.Command(self, "agent", "--pid", strconv.Itoa(tgt.PID), "--listen-fd", "3",
-		"--grace", time.Duration(cfg.Agent.GracePeriod).String(), "--log-level", level)
-	cmd.ExtraFiles = []*os.File{lf}
+	args := []string{"agent", "--pid", strconv.Itoa(tgt.PID), "--listen-fd", "3",
+		"--grace", time.Duration(cfg.Agent.GracePeriod).String(), "--log-level", level}
+	extra := []*os.File{lf}
+	var sockets *os.File
+	if cfg.Outgoing.IsEnabled() && cfg.Outgoing.PassesSockets() {
+		// The agent shares this machine: it can hand over sockets of the target's network.
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("socket pair for the agent: %w", err)
+		}
+		unix.SetNonblock(pair[0], true)
+		sockets = os.NewFile(uintptr(pair[0]), "agent-sockets")
+		theirs := os.NewFile(uintptr(pair[1]), "agent-sockets")
+		defer theirs.Close()
+		extra = append(extra, theirs)
+		args = append(args, "--sockets-fd", "4")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.ExtraFiles = extra
 	cmd.Stdin = strings.NewReader(hex.EncodeToString(secret[:]) + "\n")
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
@@ -349,9 +368,15 @@ func startAgent(tgt target.Target, cfg *config.Config) (*localAgent, error) {
 	// shut down; Pdeathsig ends it if doppel dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
+		if sockets != nil {
+			sockets.Close()
+		}
 		return nil, fmt.Errorf("start the agent: %w", err)
 	}
 	a := &localAgent{cmd: cmd, addr: addr, secret: secret, done: make(chan struct{})}
+	if sockets != nil {
+		a.sockets = session.NewSockets(sockets)
+	}
 	go func() {
 		a.err = cmd.Wait()
 		close(a.done)
@@ -376,6 +401,9 @@ func (a *localAgent) connect(ctx context.Context) (*session.Client, error) {
 
 // stop ends the agent (SIGTERM, then SIGKILL after a few seconds) and waits until it is gone.
 func (a *localAgent) stop() {
+	if a.sockets != nil {
+		a.sockets.Close()
+	}
 	select {
 	case <-a.done:
 		return

@@ -51,6 +51,11 @@ type Outgoing struct {
 	// Remote lists destinations that always leave from the target's network; remote wins over
 	// local.
 	Remote Filter `json:"remote" yaml:"remote"`
+	// PassSockets lets the agent of a local target hand over sockets of the target's network,
+	// which doppel puts in the place of the program's TCP sockets, so the program's bytes do not
+	// pass through doppel. Default true; the flag --no-socket-passing sets it to false, and then
+	// TCP goes through doppel's local proxy and the agent connection.
+	PassSockets *bool `json:"passSockets,omitempty" yaml:"passSockets,omitempty"`
 }
 
 // Filter matches connection destinations. A destination matches when any entry of any list
@@ -135,6 +140,9 @@ func Default() *Config {
 // IsEnabled reports whether outgoing connections go out from the target (nil means the default,
 // true).
 func (o Outgoing) IsEnabled() bool { return o.Enabled == nil || *o.Enabled }
+
+// PassesSockets reports whether PassSockets is on (nil means on).
+func (o Outgoing) PassesSockets() bool { return o.PassSockets == nil || *o.PassSockets }
 
 // IsEnabled reports whether names resolve as the target resolves them (nil means the default,
 // true).

@@ -19,6 +19,7 @@ type Flags struct {
 	agentGrace  time.Duration
 	agentListen string
 	noOutgoing  bool
+	noPass      bool
 	local       filterFlags
 	remote      filterFlags
 	noRemoteDNS bool
@@ -41,6 +42,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.DurationVar(&f.agentGrace, "agent-grace", 0, "how long the agent waits for a lost client before it exits (default 5s; config: agent.gracePeriod)")
 	fs.StringVar(&f.agentListen, "agent-listen", "", `loopback address the agent listens on (default "127.0.0.1:0"; config: agent.listen)`)
 	fs.BoolVar(&f.noOutgoing, "no-outgoing", false, "keep all outgoing connections on this machine (config: outgoing.enabled: false)")
+	fs.BoolVar(&f.noPass, "no-socket-passing", false, "send TCP through doppel's proxy instead of handing the program sockets of the local target's network (config: outgoing.passSockets: false)")
 	bindFilter(fs, &f.local, "local", "stays on this machine")
 	bindFilter(fs, &f.remote, "remote", "goes out from the target (wins over --local-*)")
 	fs.BoolVar(&f.noRemoteDNS, "no-remote-dns", false, "resolve names on this machine, not as the target does (config: dns.enabled: false)")
@@ -89,6 +91,9 @@ func (f *Flags) Apply(c *Config) error {
 	}
 	if changed("no-outgoing") {
 		c.Outgoing.Enabled = ptr(!f.noOutgoing)
+	}
+	if changed("no-socket-passing") {
+		c.Outgoing.PassSockets = ptr(!f.noPass)
 	}
 	for _, side := range []struct {
 		name string

@@ -116,6 +116,7 @@ var descriptions = map[string]string{
 	"Filter.Hosts":                 "Hosts lists glob patterns (path.Match syntax) on the DNS names the program resolved for the address, like \"*.svc.cluster.local\"; matching ignores case and a trailing dot, and \"*\" also matches dots.",
 	"Filter.Ports":                 "Ports lists destination ports like \"5432\" or inclusive ranges like \"8000-8100\".",
 	"Outgoing":                     "Outgoing chooses which outgoing connections of the program leave from the target's network and which stay on this machine.",
+	"Outgoing.PassSockets":         "PassSockets lets the agent of a local target hand over sockets of the target's network, which doppel puts in the place of the program's TCP sockets, so the program's bytes do not pass through doppel. Default true; the flag --no-socket-passing sets it to false, and then TCP goes through doppel's local proxy and the agent connection.",
 	"Outgoing.Enabled":             "Enabled sends outgoing connections out from the target's network. Default true; the flag --no-outgoing sets it to false.",
 	"Outgoing.Local":               "Local lists destinations that stay on this machine. Loopback and unspecified addresses always stay local unless remote lists them.",
 	"Outgoing.Remote":              "Remote lists destinations that always leave from the target's network; remote wins over local.",

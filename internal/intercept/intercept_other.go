@@ -44,13 +44,15 @@ func (r *Request) ReadIov(iovAddr uint64, iovCnt int, max int) ([]byte, error) {
 func (r *Request) WriteIov(iovAddr uint64, iovCnt int, data []byte) (int, error) {
 	return 0, errOther
 }
-func (r *Request) GetFD(fd int) (*os.File, error)              { return nil, errOther }
-func (r *Request) FDInode(fd int) (uint64, error)              { return 0, errOther }
-func (r *Request) AddFD(f *os.File, cloexec bool) (int, error) { return -1, errOther }
-func (r *Request) Valid() bool                                 { return false }
-func (r *Request) Continue()                                   {}
-func (r *Request) Return(val int64)                            {}
-func (r *Request) Errno(e syscall.Errno)                       {}
+func (r *Request) GetFD(fd int) (*os.File, error)                     { return nil, errOther }
+func (r *Request) FDInode(fd int) (uint64, error)                     { return 0, errOther }
+func (r *Request) AddFD(f *os.File, cloexec bool) (int, error)        { return -1, errOther }
+func (r *Request) AddFDAt(f *os.File, target int, cloexec bool) error { return errOther }
+func (r *Request) GetRawFD(fd int) (int, error)                       { return -1, errOther }
+func (r *Request) Valid() bool                                        { return false }
+func (r *Request) Continue()                                          {}
+func (r *Request) Return(val int64)                                   {}
+func (r *Request) Errno(e syscall.Errno)                              {}
 
 // Probe reports that the supervisor's one prerequisite, Linux, is missing.
 func Probe() []Feature {

@@ -338,22 +338,32 @@ func threadGroup(tid int) (int, error) {
 }
 
 // GetFD returns a copy of the caller's file descriptor fd (pidfd_getfd): the same open file
-// description, close-on-exec in this process. The caller closes it.
+// description, close-on-exec in this process. The caller closes it. Beware that calling Fd on
+// it puts the shared description (the program's too) in blocking mode; GetRawFD avoids that.
 func (r *Request) GetFD(fd int) (*os.File, error) {
-	pidfd, err := r.pidfd()
+	nfd, err := r.GetRawFD(fd)
 	if err != nil {
 		return nil, err
+	}
+	return os.NewFile(uintptr(nfd), "fd "+strconv.Itoa(fd)+" of "+strconv.Itoa(r.pid)), nil
+}
+
+// GetRawFD is GetFD returning the bare descriptor, which the caller closes with unix.Close.
+func (r *Request) GetRawFD(fd int) (int, error) {
+	pidfd, err := r.pidfd()
+	if err != nil {
+		return -1, err
 	}
 	defer unix.Close(pidfd)
 	nfd, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_getfd(thread %d, fd %d): %w", r.pid, fd, err)
+		return -1, fmt.Errorf("pidfd_getfd(thread %d, fd %d): %w", r.pid, fd, err)
 	}
 	if err := r.checkValid("get fd"); err != nil {
 		unix.Close(nfd)
-		return nil, err
+		return -1, err
 	}
-	return os.NewFile(uintptr(nfd), "fd "+strconv.Itoa(fd)+" of "+strconv.Itoa(r.pid)), nil
+	return nfd, nil
 }
 
 // FDInode returns the inode number of the caller's file descriptor fd (for a socket, the
@@ -374,6 +384,17 @@ func (r *Request) FDInode(fd int) (uint64, error) {
 // and returns its number there; the handler then answers Return(int64(fd)). The copy is
 // close-on-exec there if cloexec is set.
 func (r *Request) AddFD(f *os.File, cloexec bool) (int, error) {
+	return r.addFD(f, -1, cloexec)
+}
+
+// AddFDAt installs a copy of f in the caller as its descriptor target, replacing what target
+// was (SECCOMP_ADDFD_FLAG_SETFD). Epoll registrations of the replaced file are lost.
+func (r *Request) AddFDAt(f *os.File, target int, cloexec bool) error {
+	_, err := r.addFD(f, target, cloexec)
+	return err
+}
+
+func (r *Request) addFD(f *os.File, target int, cloexec bool) (int, error) {
 	if r.s == nil {
 		return -1, os.ErrClosed
 	}
@@ -385,6 +406,10 @@ func (r *Request) AddFD(f *os.File, cloexec bool) (int, error) {
 	var ioctlErr error
 	err = rc.Control(func(fd uintptr) {
 		add := seccompNotifAddfd{ID: r.id, Srcfd: uint32(fd)}
+		if target >= 0 {
+			add.Flags = unix.SECCOMP_ADDFD_FLAG_SETFD
+			add.Newfd = uint32(target)
+		}
 		if cloexec {
 			add.NewfdFlags = unix.O_CLOEXEC
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +31,10 @@ type Options struct {
 	Route    Router
 	// DNS makes the program resolve as the target: Files are served in place of the local ones
 	// and the target's nameservers are reached from the target even when Outgoing is off.
-	DNS      bool
+	DNS bool
+	// Sockets, when set, gives sockets of the target's network to put in the place of the
+	// program's TCP sockets (local targets); otherwise TCP goes through the local proxy.
+	Sockets  *Sockets
 	Files    map[string][]byte // absolute path → content, served read-only
 	Hostname string            // answered by uname
 	Logger   *slog.Logger
@@ -47,7 +49,9 @@ type Redirector struct {
 	stop context.CancelFunc
 
 	proxy4, proxy6 *tcpProxy
+	epolls         epollFDs
 	nameservers    map[netip.Addr]bool
+	localNetns     uint64 // cookie of doppel's own network namespace
 
 	mu      sync.Mutex
 	peers   map[uint64]peer // by socket inode: the sockets doppel connected for the program
@@ -74,6 +78,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		byRelay:     make(map[netip.AddrPort]netip.AddrPort),
 		flows:       make(map[netip.AddrPort]*flow),
 		names:       make(map[netip.Addr][]string),
+		epolls:      epollFDs{byPID: make(map[int][]int)},
 	}
 	if conf, ok := opt.Files["/etc/resolv.conf"]; ok {
 		for _, ns := range parseNameservers(conf) {
@@ -86,6 +91,12 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		}
 	}
 	var err error
+	if opt.Sockets != nil {
+		if r.localNetns, err = localNetnsCookie(); err != nil {
+			cancel()
+			return nil, fmt.Errorf("network namespace cookie (SO_NETNS_COOKIE, Linux 5.14): %w", err)
+		}
+	}
 	if r.proxy4, err = newTCPProxy(r, "tcp4", "127.0.0.1:0"); err != nil {
 		cancel()
 		return nil, err
@@ -129,6 +140,12 @@ func (r *Redirector) Rules() []intercept.Rule {
 		always(unix.SYS_SENDMSG)
 		always(unix.SYS_SENDMMSG)
 		always(unix.SYS_RECVMSG)
+		if r.opt.Sockets != nil {
+			always(unix.SYS_EPOLL_CREATE1)
+			if sysEpollCreate >= 0 {
+				always(sysEpollCreate)
+			}
+		}
 	}
 	if r.opt.DNS {
 		always(unix.SYS_OPENAT)
@@ -157,6 +174,10 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 	}
 	if sysOpen >= 0 {
 		h[sysOpen] = func(q *intercept.Request) { r.onOpen(q, 0, 1) }
+	}
+	h[unix.SYS_EPOLL_CREATE1] = r.onEpollCreate
+	if sysEpollCreate >= 0 {
+		h[sysEpollCreate] = r.onEpollCreate
 	}
 	return h
 }
@@ -208,25 +229,25 @@ func (r *Redirector) goHandle(q *intercept.Request, fn func()) {
 	}()
 }
 
-// socketOf fetches a copy of the program's socket with its type and family.
-func socketOf(q *intercept.Request, fd int) (f *os.File, typ, family int, err error) {
-	f, err = q.GetFD(fd)
+// socketOf fetches a copy of the program's socket (a bare descriptor, which the caller closes:
+// an *os.File would switch the shared description to blocking mode) with its type and family.
+func socketOf(q *intercept.Request, fd int) (sfd, typ, family int, err error) {
+	sfd, err = q.GetRawFD(fd)
 	if err != nil {
-		return nil, 0, 0, err
+		return -1, 0, 0, err
 	}
-	sfd := int(f.Fd())
 	if typ, err = unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil {
 		family, err = unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	}
 	if err != nil {
-		f.Close()
-		return nil, 0, 0, err
+		unix.Close(sfd)
+		return -1, 0, 0, err
 	}
-	return f, typ, family, nil
+	return sfd, typ, family, nil
 }
 
 func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, raw []byte) {
-	f, typ, family, err := socketOf(q, fd)
+	sfd, typ, family, err := socketOf(q, fd)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSOCK) {
 			q.Errno(unix.ENOTSOCK)
@@ -235,11 +256,18 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 		}
 		return
 	}
-	defer f.Close()
-	ino, err := q.FDInode(fd)
+	defer unix.Close(sfd)
+	ino, cloexec, err := fdInfo(q.Pid(), fd)
 	if err != nil {
 		q.Continue()
 		return
+	}
+	if r.opt.Sockets != nil {
+		if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+			// A socket of the target's network that doppel put in place: the kernel answers.
+			q.Continue()
+			return
+		}
 	}
 	r.mu.Lock()
 	p, again := r.peers[ino]
@@ -247,7 +275,7 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	if again && typ == unix.SOCK_STREAM {
 		// A program polling a non-blocking connect by calling connect again: the kernel's answer
 		// for the connection to the proxy (EALREADY, EISCONN) is the right one.
-		if err := unix.Connect(int(f.Fd()), p.via); err != nil {
+		if err := unix.Connect(sfd, p.via); err != nil {
 			q.Errno(errnoOf(err))
 			return
 		}
@@ -256,9 +284,12 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	}
 	switch typ {
 	case unix.SOCK_STREAM:
-		r.connectTCP(q, f, family, ino, dst, raw)
+		if r.opt.Sockets != nil && r.inPlaceOK(q, sfd, ino) && r.connectInPlace(q, sfd, fd, family, cloexec, dst) {
+			return
+		}
+		r.connectTCP(q, sfd, family, ino, dst, raw)
 	case unix.SOCK_DGRAM:
-		r.connectUDP(q, f, family, ino, dst, raw)
+		r.connectUDP(q, sfd, family, ino, dst, raw)
 	default:
 		q.Continue()
 	}
@@ -275,8 +306,7 @@ func loopbackFor(family int, dst netip.AddrPort) (netip.Addr, error) {
 	return netip.IPv6Loopback(), nil
 }
 
-func (r *Redirector) connectTCP(q *intercept.Request, f *os.File, family int, ino uint64, dst netip.AddrPort, raw []byte) {
-	sfd := int(f.Fd())
+func (r *Redirector) connectTCP(q *intercept.Request, sfd int, family int, ino uint64, dst netip.AddrPort, raw []byte) {
 	lo, _ := loopbackFor(family, dst)
 	proxy := r.proxy4
 	if !lo.Unmap().Is4() {

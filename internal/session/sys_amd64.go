@@ -4,3 +4,6 @@ import "golang.org/x/sys/unix"
 
 // sysOpen is open(2), which only some architectures have.
 const sysOpen = unix.SYS_OPEN
+
+// sysEpollCreate is epoll_create(2), which only some architectures have.
+const sysEpollCreate = unix.SYS_EPOLL_CREATE

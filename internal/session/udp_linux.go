@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
@@ -169,14 +168,14 @@ func (r *Redirector) isUDP(ino uint64) bool {
 	return r.udp[ino]
 }
 
-func (r *Redirector) connectUDP(q *intercept.Request, f *os.File, family int, ino uint64, dst netip.AddrPort, raw []byte) {
+func (r *Redirector) connectUDP(q *intercept.Request, sfd int, family int, ino uint64, dst netip.AddrPort, raw []byte) {
 	rl, err := r.relayFor(dst, loopbackIs4(family, dst))
 	if err != nil {
 		q.Errno(unix.ENETUNREACH)
 		return
 	}
 	via := relayTarget(family, rl)
-	if err := unix.Connect(int(f.Fd()), via); err != nil {
+	if err := unix.Connect(sfd, via); err != nil {
 		q.Errno(errnoOf(err))
 		return
 	}
@@ -197,33 +196,33 @@ func (r *Redirector) onSendto(q *intercept.Request) {
 	}
 	r.goHandle(q, func() {
 		fd := int(int32(q.Arg(0)))
-		f, typ, family, err := socketOf(q, fd)
+		sfd, typ, family, err := socketOf(q, fd)
 		if err != nil || typ != unix.SOCK_DGRAM {
-			if f != nil {
-				f.Close()
+			if sfd >= 0 {
+				unix.Close(sfd)
 			}
 			q.Continue()
 			return
 		}
-		defer f.Close()
+		defer unix.Close(sfd)
 		size := min(q.Arg(2), 65535)
 		payload := make([]byte, size)
 		if err := q.ReadMem(q.Arg(1), payload); err != nil {
 			q.Errno(unix.EFAULT)
 			return
 		}
-		r.sendVia(q, f, fd, family, dst, payload, nil, int(q.Arg(3)))
+		r.sendVia(q, sfd, fd, family, dst, payload, nil, int(q.Arg(3)))
 	})
 }
 
 // sendVia sends one datagram of the program's to dst through dst's relay and answers q.
-func (r *Redirector) sendVia(q *intercept.Request, f *os.File, fd, family int, dst netip.AddrPort, payload, oob []byte, flags int) {
+func (r *Redirector) sendVia(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort, payload, oob []byte, flags int) {
 	rl, err := r.relayFor(dst, loopbackIs4(family, dst))
 	if err != nil {
 		q.Errno(unix.ENETUNREACH)
 		return
 	}
-	n, err := unix.SendmsgN(int(f.Fd()), payload, oob, relayTarget(family, rl), flags)
+	n, err := unix.SendmsgN(sfd, payload, oob, relayTarget(family, rl), flags)
 	if err != nil {
 		q.Errno(errnoOf(err))
 		return
@@ -281,21 +280,21 @@ func (r *Redirector) onSendmsg(q *intercept.Request) {
 	}
 	r.goHandle(q, func() {
 		fd := int(int32(q.Arg(0)))
-		f, typ, family, err := socketOf(q, fd)
+		sfd, typ, family, err := socketOf(q, fd)
 		if err != nil || typ != unix.SOCK_DGRAM {
-			if f != nil {
-				f.Close()
+			if sfd >= 0 {
+				unix.Close(sfd)
 			}
 			q.Continue()
 			return
 		}
-		defer f.Close()
+		defer unix.Close(sfd)
 		payload, oob, err := readMsgData(q, m)
 		if err != nil {
 			q.Errno(unix.EFAULT)
 			return
 		}
-		r.sendVia(q, f, fd, family, dst, payload, oob, int(q.Arg(2)))
+		r.sendVia(q, sfd, fd, family, dst, payload, oob, int(q.Arg(2)))
 	})
 }
 
@@ -341,15 +340,15 @@ func (r *Redirector) onSendmmsg(q *intercept.Request) {
 	}
 	r.goHandle(q, func() {
 		fd := int(int32(q.Arg(0)))
-		f, typ, family, err := socketOf(q, fd)
+		sfd, typ, family, err := socketOf(q, fd)
 		if err != nil || typ != unix.SOCK_DGRAM {
-			if f != nil {
-				f.Close()
+			if sfd >= 0 {
+				unix.Close(sfd)
 			}
 			q.Continue()
 			return
 		}
-		defer f.Close()
+		defer unix.Close(sfd)
 		sent := 0
 		for i := range vlen {
 			hdr := vec + uint64(i)*sizeofMmsghdr
@@ -373,7 +372,7 @@ func (r *Redirector) onSendmmsg(q *intercept.Request) {
 					to = relayTarget(family, rl)
 				}
 			}
-			n, err := unix.SendmsgN(int(f.Fd()), payload, oob, to, int(q.Arg(3)))
+			n, err := unix.SendmsgN(sfd, payload, oob, to, int(q.Arg(3)))
 			if err != nil {
 				if sent == 0 {
 					q.Errno(errnoOf(err))
@@ -405,14 +404,14 @@ func (r *Redirector) onRecvfrom(q *intercept.Request) {
 		return
 	}
 	r.goHandle(q, func() {
-		f, _, family, err := socketOf(q, fd)
+		sfd, _, family, err := socketOf(q, fd)
 		if err != nil {
 			q.Continue()
 			return
 		}
-		defer f.Close()
+		defer unix.Close(sfd)
 		buf := make([]byte, min(q.Arg(2), 1<<20))
-		n, _, _, from, err := recvOnBehalf(q, f, buf, nil, int(q.Arg(3)))
+		n, _, _, from, err := recvOnBehalf(q, sfd, buf, nil, int(q.Arg(3)))
 		if err != nil {
 			q.Errno(errnoOf(err))
 			return
@@ -445,12 +444,12 @@ func (r *Redirector) onRecvmsg(q *intercept.Request) {
 		return
 	}
 	r.goHandle(q, func() {
-		f, _, family, err := socketOf(q, fd)
+		sfd, _, family, err := socketOf(q, fd)
 		if err != nil {
 			q.Continue()
 			return
 		}
-		defer f.Close()
+		defer unix.Close(sfd)
 		size, err := iovSize(q, m)
 		if err != nil {
 			q.Errno(unix.EFAULT)
@@ -461,7 +460,7 @@ func (r *Redirector) onRecvmsg(q *intercept.Request) {
 		if m.control != 0 && m.controllen > 0 {
 			oob = make([]byte, min(m.controllen, 4096))
 		}
-		n, oobn, rflags, from, err := recvOnBehalf(q, f, buf, oob, int(q.Arg(2)))
+		n, oobn, rflags, from, err := recvOnBehalf(q, sfd, buf, oob, int(q.Arg(2)))
 		if err != nil {
 			q.Errno(errnoOf(err))
 			return
@@ -526,9 +525,8 @@ func (r *Redirector) sourceFor(family int, from unix.Sockaddr) []byte {
 // recvOnBehalf receives on the program's socket as the program's call would have: it blocks
 // when the socket is blocking (polling so that a program that died is noticed), and honours
 // MSG_DONTWAIT and SO_RCVTIMEO.
-func recvOnBehalf(q *intercept.Request, f *os.File, buf, oob []byte, flags int) (n, oobn, rflags int, from unix.Sockaddr, err error) {
-	sfd := int(f.Fd())
-	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+func recvOnBehalf(q *intercept.Request, sfd int, buf, oob []byte, flags int) (n, oobn, rflags int, from unix.Sockaddr, err error) {
+	fl, err := unix.FcntlInt(uintptr(sfd), unix.F_GETFL, 0)
 	if err != nil {
 		return 0, 0, 0, nil, err
 	}

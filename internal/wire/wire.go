@@ -370,3 +370,55 @@ func closeWrite(c net.Conn) {
 	}
 	c.Close()
 }
+
+// Local socket passing. When the agent runs on the client's own machine (a local target), the
+// client may ask it over a unix SOCK_SEQPACKET socket for fresh TCP sockets created in the
+// target's network namespace; each reply carries the socket as SCM_RIGHTS. The client then
+// connects the socket itself and puts it in the program's place, so the program's bytes never
+// pass through doppel.
+
+// SocketRequest asks for one unconnected TCP socket of a family (unix.AF_INET or AF_INET6).
+type SocketRequest struct {
+	ID     uint32
+	Family uint8
+}
+
+// SizeofSocketRequest and SizeofSocketReply are the fixed sizes of the two messages.
+const (
+	SizeofSocketRequest = 5
+	SizeofSocketReply   = 6
+)
+
+// AppendSocketRequest encodes r: ID (uint32), family (uint8).
+func AppendSocketRequest(b []byte, r SocketRequest) []byte {
+	b = binary.BigEndian.AppendUint32(b, r.ID)
+	return append(b, r.Family)
+}
+
+// ParseSocketRequest decodes a SocketRequest message.
+func ParseSocketRequest(b []byte) (SocketRequest, error) {
+	if len(b) != SizeofSocketRequest {
+		return SocketRequest{}, fmt.Errorf("socket request: %d bytes, want %d", len(b), SizeofSocketRequest)
+	}
+	return SocketRequest{ID: binary.BigEndian.Uint32(b), Family: b[4]}, nil
+}
+
+// SocketReply answers a SocketRequest: Errno 0 means the socket is attached.
+type SocketReply struct {
+	ID    uint32
+	Errno uint16
+}
+
+// AppendSocketReply encodes r: ID (uint32), errno (uint16).
+func AppendSocketReply(b []byte, r SocketReply) []byte {
+	b = binary.BigEndian.AppendUint32(b, r.ID)
+	return binary.BigEndian.AppendUint16(b, r.Errno)
+}
+
+// ParseSocketReply decodes a SocketReply message.
+func ParseSocketReply(b []byte) (SocketReply, error) {
+	if len(b) != SizeofSocketReply {
+		return SocketReply{}, fmt.Errorf("socket reply: %d bytes, want %d", len(b), SizeofSocketReply)
+	}
+	return SocketReply{ID: binary.BigEndian.Uint32(b), Errno: binary.BigEndian.Uint16(b[4:])}, nil
+}

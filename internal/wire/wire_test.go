@@ -226,3 +226,34 @@ func FuzzReadDatagram(f *testing.F) {
 		}
 	})
 }
+
+func TestSocketMessages(t *testing.T) {
+	req := SocketRequest{ID: 7, Family: 10}
+	if got, err := ParseSocketRequest(AppendSocketRequest(nil, req)); err != nil || got != req {
+		t.Errorf("socket request round trip = %+v, %v", got, err)
+	}
+	rep := SocketReply{ID: 7, Errno: 24}
+	if got, err := ParseSocketReply(AppendSocketReply(nil, rep)); err != nil || got != rep {
+		t.Errorf("socket reply round trip = %+v, %v", got, err)
+	}
+	if _, err := ParseSocketRequest([]byte{1, 2}); err == nil {
+		t.Error("short socket request accepted")
+	}
+}
+
+func FuzzParseSocketMessages(f *testing.F) {
+	f.Add(AppendSocketRequest(nil, SocketRequest{ID: 1, Family: 2}))
+	f.Add(AppendSocketReply(nil, SocketReply{ID: 1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := ParseSocketRequest(b); err == nil {
+			if !bytes.Equal(AppendSocketRequest(nil, r), b) {
+				t.Fatal("socket request re-encoding differs")
+			}
+		}
+		if r, err := ParseSocketReply(b); err == nil {
+			if !bytes.Equal(AppendSocketReply(nil, r), b) {
+				t.Fatal("socket reply re-encoding differs")
+			}
+		}
+	})
+}

@@ -133,16 +133,51 @@ func killLeftovers(t *testing.T, doppel string) {
 // TestBaseline shows they fail without it.
 func TestDoppelExecReachesPod(t *testing.T) {
 	tp, doppel := setup(t)
-	for _, c := range clientCases(t) {
-		t.Run(c.name, func(t *testing.T) {
-			r := runDoppel(t, tp, doppel, nil, nil, c.argv...)
-			if r.exitCode != 0 {
-				t.Fatalf("doppel exec %v: %v", c.argv, r)
-			}
-			if m := missing(r.stdout, c.want); len(m) > 0 {
-				t.Errorf("doppel exec %v: stdout lacks %q: %v", c.argv, m, r)
+	cases := clientCases(t)
+	// Two TCP paths: sockets of the pod's network put in the program's place (the default for a
+	// local target), and doppel's proxy with the agent connection (what remote targets use).
+	for _, mode := range []struct {
+		name  string
+		flags []string
+	}{{"in-place", nil}, {"proxy", []string{"--no-socket-passing"}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					r := runDoppel(t, tp, doppel, mode.flags, nil, c.argv...)
+					if r.exitCode != 0 {
+						t.Fatalf("doppel exec %v: %v", c.argv, r)
+					}
+					if m := missing(r.stdout, c.want); len(m) > 0 {
+						t.Errorf("doppel exec %v: stdout lacks %q: %v", c.argv, m, r)
+					}
+				})
 			}
 		})
+	}
+}
+
+// TestDoppelExecInPlace checks that a TCP connection of the program really is a socket of the
+// pod's network by default (nginx sees the pod's address, and so does the program's
+// getsockname), and that --no-socket-passing sends it through doppel's proxy instead.
+func TestDoppelExecInPlace(t *testing.T) {
+	tp, doppel := setup(t)
+	const py = `
+import socket
+s = socket.create_connection(("10.96.0.80", 80), timeout=10)
+print("local", s.getsockname()[0])
+print("peer", s.getpeername()[0])
+`
+	for _, c := range []struct {
+		flags []string
+		local string
+	}{{nil, testenv.PodIP}, {[]string{"--no-socket-passing"}, "127.0.0.1"}} {
+		r := runDoppel(t, tp, doppel, c.flags, nil, "/usr/bin/python3", "-c", py)
+		if r.exitCode != 0 {
+			t.Fatalf("doppel exec %v: %v", c.flags, r)
+		}
+		if m := missing(r.stdout, []string{"local " + c.local + "\n", "peer 10.96.0.80\n"}); len(m) > 0 {
+			t.Errorf("doppel exec %v: stdout lacks %q: %v", c.flags, m, r)
+		}
 	}
 }
 

@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/wire"
+)
+
+// serveSockets answers socket requests on conn, a unix SOCK_SEQPACKET socket shared with a
+// client on the same machine, with fresh TCP sockets made in the target's network namespace.
+// It returns when conn is closed or ctx ends.
+func (a *agent) serveSockets(ctx context.Context, conn *os.File) {
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(deadlinePast) })
+	defer stop()
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 64)
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, _, _, rerr = unix.Recvmsg(int(fd), buf, nil, unix.MSG_DONTWAIT)
+			return rerr != unix.EAGAIN
+		})
+		if err != nil || rerr != nil || n == 0 {
+			return
+		}
+		req, err := wire.ParseSocketRequest(buf[:n])
+		if err != nil {
+			a.log.Debug("bad socket request", "err", err)
+			return
+		}
+		sfd, err := a.newSocket(int(req.Family))
+		reply := wire.AppendSocketReply(nil, wire.SocketReply{ID: req.ID, Errno: uint16(errnoOf(err))})
+		var oob []byte
+		if err == nil {
+			reply = wire.AppendSocketReply(nil, wire.SocketReply{ID: req.ID})
+			oob = unix.UnixRights(sfd)
+		}
+		var werr error
+		rc.Write(func(fd uintptr) bool {
+			werr = unix.Sendmsg(int(fd), reply, oob, nil, unix.MSG_DONTWAIT)
+			return werr != unix.EAGAIN
+		})
+		if err == nil {
+			unix.Close(sfd)
+		}
+		if werr != nil {
+			return
+		}
+	}
+}
+
+// newSocket makes an unconnected TCP socket of family in the target's network namespace.
+func (a *agent) newSocket(family int) (int, error) {
+	if family != unix.AF_INET && family != unix.AF_INET6 {
+		return -1, errors.New("socket request for a family that is not inet")
+	}
+	sfd := -1
+	err := a.target.netns.Do(func() error {
+		var err error
+		sfd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		return err
+	})
+	return sfd, err
+}

@@ -1,0 +1,257 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/intercept"
+)
+
+// Connecting in place (local targets): instead of connecting the program's socket to the local
+// proxy, doppel takes a fresh socket made in the target's network namespace, gives it the
+// program socket's options and mode, connects it to the destination and puts it in the
+// program's socket's place (SECCOMP_ADDFD_FLAG_SETFD). The program then holds a socket of the
+// target's network: its bytes never pass through doppel, getpeername and getsockname answer
+// as in the target. Replacing a descriptor drops its epoll registrations, so a socket already
+// registered with epoll, or already bound, takes the proxy path instead.
+
+// sockopt is an option copied from the program's socket to its replacement when it differs.
+type sockopt struct {
+	level, name int
+	doubled     bool // the kernel reports twice the value set (SO_RCVBUF, SO_SNDBUF)
+}
+
+var copiedSockopts = []sockopt{
+	{unix.SOL_SOCKET, unix.SO_KEEPALIVE, false},
+	{unix.SOL_SOCKET, unix.SO_REUSEADDR, false},
+	{unix.SOL_SOCKET, unix.SO_RCVBUF, true},
+	{unix.SOL_SOCKET, unix.SO_SNDBUF, true},
+	{unix.SOL_SOCKET, unix.SO_PRIORITY, false},
+	{unix.SOL_SOCKET, unix.SO_MARK, false},
+	{unix.IPPROTO_TCP, unix.TCP_NODELAY, false},
+	{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, false},
+	{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, false},
+	{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, false},
+	{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, false},
+	{unix.IPPROTO_TCP, unix.TCP_MAXSEG, false},
+	{unix.IPPROTO_TCP, unix.TCP_QUICKACK, false},
+}
+
+// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14): the cookie of a socket's network namespace.
+const soNetnsCookie = 71
+
+// netnsCookie returns the network namespace cookie of socket sfd.
+func netnsCookie(sfd int) (uint64, error) {
+	return unix.GetsockoptUint64(sfd, unix.SOL_SOCKET, soNetnsCookie)
+}
+
+// localNetnsCookie returns the cookie of this process's network namespace.
+func localNetnsCookie() (uint64, error) {
+	sfd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(sfd)
+	return netnsCookie(sfd)
+}
+
+// connectInPlace tries the in-place connect and says whether it answered q. When it cannot
+// get a socket from the agent it answers nothing, and the caller takes the proxy path.
+func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, cloexec bool, dst netip.AddrPort) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	ns, err := r.opt.Sockets.Get(ctx, family)
+	cancel()
+	if err != nil {
+		r.log.Debug("no socket from the agent; using the proxy", "err", err)
+		return false
+	}
+	defer ns.Close()
+	rc, err := ns.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cerr error
+	rc.Control(func(nfd uintptr) {
+		if cerr = copySockopts(sfd, int(nfd)); cerr == nil {
+			cerr = unix.Connect(int(nfd), toUnix(family, dst))
+		}
+	})
+	if cerr != nil && cerr != unix.EINPROGRESS {
+		// Like the kernel: the connect failed and the program's socket is as it was.
+		q.Errno(errnoOf(cerr))
+		return true
+	}
+	if err := q.AddFDAt(ns, fd, cloexec); err != nil {
+		r.log.Debug("put the target's socket in place", "err", err)
+		q.Errno(unix.EBADF)
+		return true
+	}
+	r.log.Debug("connect in place", "dst", dst, "fd", fd)
+	if cerr == unix.EINPROGRESS {
+		q.Errno(unix.EINPROGRESS)
+	} else {
+		q.Return(0)
+	}
+	return true
+}
+
+// inPlaceOK says whether the program's socket can be replaced: plain TCP, unbound, and not
+// registered with any epoll instance of the program.
+func (r *Redirector) inPlaceOK(q *intercept.Request, sfd int, ino uint64) bool {
+	if p, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
+		r.log.Debug("socket cannot be replaced: not plain TCP; using the proxy", "protocol", p)
+		return false
+	}
+	sa, err := unix.Getsockname(sfd)
+	if err != nil {
+		return false
+	}
+	if local, ok := fromUnix(sa); !ok || local.Port() != 0 {
+		r.log.Debug("socket cannot be replaced: bound; using the proxy", "local", local)
+		return false
+	}
+	registered, err := r.epolls.registered(q.Pid(), ino)
+	if err != nil || registered {
+		r.log.Debug("socket cannot be replaced; using the proxy", "registered with epoll", registered, "err", err)
+		return false
+	}
+	return true
+}
+
+// epollFDs knows the epoll descriptors of the program's processes, so that checking whether a
+// socket is registered with one reads only their fdinfo. A process's list comes from a scan of
+// /proc/TID/fd the first time, and again after the process called epoll_create (trapped, see
+// onEpollCreate), which is rare.
+type epollFDs struct {
+	mu    sync.Mutex
+	byPID map[int][]int // thread group → its epoll descriptors, as last scanned
+}
+
+// onEpollCreate forgets the epoll descriptors of the calling process: it is making a new one.
+func (r *Redirector) onEpollCreate(q *intercept.Request) {
+	if tgid, err := threadGroupOf(q.Pid()); err == nil {
+		r.epolls.mu.Lock()
+		delete(r.epolls.byPID, tgid)
+		r.epolls.mu.Unlock()
+	}
+	q.Continue()
+}
+
+// registered says whether the socket with inode ino is registered with an epoll instance of the
+// process that thread tid belongs to.
+func (e *epollFDs) registered(tid int, ino uint64) (bool, error) {
+	tgid, err := threadGroupOf(tid)
+	if err != nil {
+		return false, err
+	}
+	e.mu.Lock()
+	fds, ok := e.byPID[tgid]
+	e.mu.Unlock()
+	if !ok {
+		if fds, err = scanEpollFDs(tgid); err != nil {
+			return false, err
+		}
+		e.mu.Lock()
+		e.byPID[tgid] = fds
+		e.mu.Unlock()
+	}
+	want := "ino:" + strconv.FormatUint(ino, 16)
+	for _, fd := range fds {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(tgid) + "/fdinfo/" + strconv.Itoa(fd))
+		if err != nil {
+			continue // closed since: not an epoll of the process any more
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "tfd:") && (strings.Contains(line, " "+want+" ") || strings.HasSuffix(line, " "+want)) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// scanEpollFDs lists the epoll descriptors of a process.
+func scanEpollFDs(pid int) ([]int, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, e := range entries {
+		if l, err := os.Readlink(dir + e.Name()); err == nil && l == "anon_inode:[eventpoll]" {
+			if fd, err := strconv.Atoi(e.Name()); err == nil {
+				fds = append(fds, fd)
+			}
+		}
+	}
+	return fds, nil
+}
+
+// threadGroupOf returns the process of a thread id (its Tgid).
+func threadGroupOf(tid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	_, rest, ok := strings.Cut(string(b), "\nTgid:")
+	if !ok {
+		return 0, fmt.Errorf("no Tgid in /proc/%d/status", tid)
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	return strconv.Atoi(strings.TrimSpace(line))
+}
+
+// fdInfo reads the inode and close-on-exec flag of the program's descriptor fd.
+func fdInfo(tid, fd int) (ino uint64, cloexec bool, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", tid, fd))
+	if err != nil {
+		return 0, false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			cloexec = err == nil && flags&unix.O_CLOEXEC != 0
+		} else if v, ok := strings.CutPrefix(line, "ino:"); ok {
+			ino, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	if ino == 0 {
+		return 0, false, fmt.Errorf("no inode in fdinfo of fd %d of %d", fd, tid)
+	}
+	return ino, cloexec, err
+}
+
+// copySockopts gives dst the options of src that differ, and src's blocking mode.
+func copySockopts(src, dst int) error {
+	for _, o := range copiedSockopts {
+		v, err := unix.GetsockoptInt(src, o.level, o.name)
+		if err != nil {
+			continue
+		}
+		w, err := unix.GetsockoptInt(dst, o.level, o.name)
+		if err != nil || v == w {
+			continue
+		}
+		if o.doubled {
+			v /= 2
+		}
+		unix.SetsockoptInt(dst, o.level, o.name, v)
+	}
+	if l, err := unix.GetsockoptLinger(src, unix.SOL_SOCKET, unix.SO_LINGER); err == nil && l.Onoff != 0 {
+		unix.SetsockoptLinger(dst, unix.SOL_SOCKET, unix.SO_LINGER, l)
+	}
+	fl, err := unix.FcntlInt(uintptr(src), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	return unix.SetNonblock(dst, fl&unix.O_NONBLOCK != 0)
+}

@@ -1,0 +1,226 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/wire"
+)
+
+// Sockets hands out unconnected TCP sockets made by an agent on this machine in the target's
+// network namespace (local targets only: a file descriptor cannot cross machines). It keeps a
+// few of each family ready, so a connect need not wait for the agent. It owns the unix socket
+// to the agent, the ready sockets and one reader goroutine, until Close.
+type Sockets struct {
+	conn *os.File
+
+	mu      sync.Mutex
+	nextID  uint32
+	waiting map[uint32]chan socketResult
+	ready   map[int][]*os.File // by family
+	filling map[int]bool
+	err     error // set once the agent's side is gone
+	done    chan struct{}
+}
+
+type socketResult struct {
+	f   *os.File
+	err error
+}
+
+// poolSize is how many sockets of each family are kept ready.
+const poolSize = 8
+
+// NewSockets starts handing out sockets over conn (a unix SOCK_SEQPACKET socket, non-blocking).
+func NewSockets(conn *os.File) *Sockets {
+	s := &Sockets{conn: conn, waiting: make(map[uint32]chan socketResult), ready: make(map[int][]*os.File),
+		filling: make(map[int]bool), done: make(chan struct{})}
+	go s.read()
+	return s
+}
+
+// Get returns a fresh TCP socket of family (unix.AF_INET or AF_INET6) made in the target's
+// network namespace.
+func (s *Sockets) Get(ctx context.Context, family int) (*os.File, error) {
+	s.mu.Lock()
+	if pool := s.ready[family]; len(pool) > 0 {
+		f := pool[len(pool)-1]
+		s.ready[family] = pool[:len(pool)-1]
+		s.mu.Unlock()
+		s.fill(family)
+		return f, nil
+	}
+	s.mu.Unlock()
+	defer s.fill(family)
+	return s.request(ctx, family)
+}
+
+// fill tops up the ready sockets of family in the background.
+func (s *Sockets) fill(family int) {
+	s.mu.Lock()
+	if s.filling[family] || s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.filling[family] = true
+	s.mu.Unlock()
+	go func() {
+		for {
+			s.mu.Lock()
+			if len(s.ready[family]) >= poolSize || s.err != nil {
+				s.filling[family] = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			f, err := s.request(context.Background(), family)
+			s.mu.Lock()
+			if err != nil || s.err != nil {
+				s.filling[family] = false
+				s.mu.Unlock()
+				if f != nil {
+					f.Close()
+				}
+				return
+			}
+			s.ready[family] = append(s.ready[family], f)
+			s.mu.Unlock()
+		}
+	}()
+}
+
+func (s *Sockets) request(ctx context.Context, family int) (*os.File, error) {
+	ch := make(chan socketResult, 1)
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return nil, s.err
+	}
+	s.nextID++
+	id := s.nextID
+	s.waiting[id] = ch
+	s.mu.Unlock()
+	msg := wire.AppendSocketRequest(nil, wire.SocketRequest{ID: id, Family: uint8(family)})
+	if _, err := s.conn.Write(msg); err != nil {
+		s.mu.Lock()
+		delete(s.waiting, id)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("ask the agent for a socket: %w", err)
+	}
+	select {
+	case r := <-ch:
+		return r.f, r.err
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.waiting, id)
+		s.mu.Unlock()
+		select {
+		case r := <-ch:
+			if r.f != nil {
+				r.f.Close()
+			}
+		default:
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// read delivers the agent's replies to their requests.
+func (s *Sockets) read() {
+	defer close(s.done)
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	buf := make([]byte, 64)
+	oob := make([]byte, unix.CmsgSpace(4))
+	for {
+		var n, oobn int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err == nil && n == 0 {
+			err = errors.New("the agent closed its socket channel")
+		}
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		rep, err := wire.ParseSocketReply(buf[:n])
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		var res socketResult
+		if rep.Errno != 0 {
+			res.err = fmt.Errorf("agent could not make a socket: %w", syscall.Errno(rep.Errno))
+		} else if f, err := fileFromRights(oob[:oobn]); err != nil {
+			res.err = err
+		} else {
+			res.f = f
+		}
+		s.mu.Lock()
+		ch, ok := s.waiting[rep.ID]
+		delete(s.waiting, rep.ID)
+		s.mu.Unlock()
+		if ok {
+			ch <- res
+		} else if res.f != nil {
+			res.f.Close()
+		}
+	}
+}
+
+func fileFromRights(oob []byte) (*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(msgs) != 1 {
+		return nil, errors.New("agent's socket reply carries no socket")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, errors.New("agent's socket reply carries no single socket")
+	}
+	return os.NewFile(uintptr(fds[0]), "target-socket"), nil
+}
+
+func (s *Sockets) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+	for id, ch := range s.waiting {
+		ch <- socketResult{err: s.err}
+		delete(s.waiting, id)
+	}
+}
+
+// Close stops handing out sockets and closes the ready ones.
+func (s *Sockets) Close() {
+	s.fail(errors.New("closed"))
+	s.conn.Close()
+	<-s.done
+	s.mu.Lock()
+	for fam, pool := range s.ready {
+		for _, f := range pool {
+			f.Close()
+		}
+		delete(s.ready, fam)
+	}
+	s.mu.Unlock()
+}
