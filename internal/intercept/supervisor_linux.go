@@ -188,6 +188,12 @@ func (s *Supervisor) launch(ctx context.Context) (err error) {
 		return fail(fmt.Errorf("unexpected message %q from trampoline", kind))
 	}
 	s.listener = listener
+	// Linux 6.6: wake the supervisor and the program on the CPU of the waker, which spares a
+	// cross-CPU wake-up on each notification, reply and ADDFD. Older kernels do without.
+	// The flags are the ioctl's argument itself, not a pointer to them.
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), seccompIoctlNotifSetFlags, unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP); errno != 0 {
+		s.log.Debug("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable", "err", errno)
+	}
 	// The trampoline waits for the go-ahead: read what identifies its descendants now.
 	stat, err := readStat(s.pid)
 	if err != nil {
@@ -366,6 +372,9 @@ func (s *Supervisor) stopLoop() {
 	s.stopFD = -1
 	s.loopDone = nil
 }
+
+// seccompIoctlNotifSetFlags is SECCOMP_IOCTL_NOTIF_SET_FLAGS, _IOW('!', 4, __u64) (Linux 6.6).
+const seccompIoctlNotifSetFlags = 0x40082104
 
 // closeListener closes the listener once no Request method is using it.
 func (s *Supervisor) closeListener() {

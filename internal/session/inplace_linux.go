@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -65,7 +64,7 @@ func localNetnsCookie() (uint64, error) {
 
 // connectInPlace tries the in-place connect and says whether it answered q. When it cannot
 // get a socket from the agent it answers nothing, and the caller takes the proxy path.
-func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, cloexec bool, dst netip.AddrPort) bool {
+func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort) bool {
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	ns, err := r.opt.Sockets.Get(ctx, family)
 	cancel()
@@ -73,10 +72,50 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, c
 		r.log.Debug("no socket from the agent; using the proxy", "err", err)
 		return false
 	}
+	r.placeSocket(q, sfd, fd, family, dst, ns)
+	return true
+}
+
+// connectInPlaceNow is the in-place connect done on the notification goroutine, which spares
+// waking another: it only goes ahead when nothing can block (a non-blocking TCP socket and a
+// ready socket of the target's network) and says whether it answered q.
+func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.AddrPort) bool {
+	sfd, typ, family, err := socketOf(q, fd)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(sfd)
+	if typ != unix.SOCK_STREAM {
+		return false
+	}
+	if fl, err := unix.FcntlInt(uintptr(sfd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+		return false
+	}
+	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+		q.Continue() // a socket of the target's network already: the kernel answers
+		return true
+	}
+	ino, err := inodeOf(sfd)
+	if err != nil || !r.inPlaceOK(q, sfd, ino) {
+		return false
+	}
+	ns, ok := r.opt.Sockets.TryGet(family)
+	if !ok {
+		return false
+	}
+	r.placeSocket(q, sfd, fd, family, dst, ns)
+	return true
+}
+
+// placeSocket gives ns (a socket of the target's network) the options and mode of the
+// program's socket sfd, connects it to dst and puts it in place of the program's fd; it answers
+// q and closes ns.
+func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort, ns *os.File) {
 	defer ns.Close()
 	rc, err := ns.SyscallConn()
 	if err != nil {
-		return false
+		q.Errno(unix.EBADF)
+		return
 	}
 	var cerr error
 	rc.Control(func(nfd uintptr) {
@@ -87,12 +126,12 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, c
 	if cerr != nil && cerr != unix.EINPROGRESS {
 		// Like the kernel: the connect failed and the program's socket is as it was.
 		q.Errno(errnoOf(cerr))
-		return true
+		return
 	}
-	if err := q.AddFDAt(ns, fd, cloexec); err != nil {
+	if err := q.AddFDAt(ns, fd, cloexecOf(q.Pid(), fd)); err != nil {
 		r.log.Debug("put the target's socket in place", "err", err)
 		q.Errno(unix.EBADF)
-		return true
+		return
 	}
 	r.log.Debug("connect in place", "dst", dst, "fd", fd)
 	if cerr == unix.EINPROGRESS {
@@ -100,7 +139,6 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, c
 	} else {
 		q.Return(0)
 	}
-	return true
 }
 
 // inPlaceOK says whether the program's socket can be replaced: plain TCP, unbound, and not
@@ -126,48 +164,43 @@ func (r *Redirector) inPlaceOK(q *intercept.Request, sfd int, ino uint64) bool {
 	return true
 }
 
-// epollFDs knows the epoll descriptors of the program's processes, so that checking whether a
-// socket is registered with one reads only their fdinfo. A process's list comes from a scan of
-// /proc/TID/fd the first time, and again after the process called epoll_create (trapped, see
-// onEpollCreate), which is rare.
+// epollFDs knows the epoll descriptors of the program's threads, so that checking whether a
+// socket is registered with one reads only their fdinfo. A thread's list comes from a scan of
+// /proc/TID/fd the first time; every list is dropped when any program thread calls
+// epoll_create (trapped, see onEpollCreate), which is rare.
 type epollFDs struct {
 	mu    sync.Mutex
-	byPID map[int][]int // thread group → its epoll descriptors, as last scanned
+	byTID map[int][]int // thread → the epoll descriptors of its descriptor table, as last scanned
 }
 
-// onEpollCreate forgets the epoll descriptors of the calling process: it is making a new one.
+// onEpollCreate forgets every list of epoll descriptors: a new one is being made.
 func (r *Redirector) onEpollCreate(q *intercept.Request) {
-	if tgid, err := threadGroupOf(q.Pid()); err == nil {
-		r.epolls.mu.Lock()
-		delete(r.epolls.byPID, tgid)
-		r.epolls.mu.Unlock()
-	}
+	r.epolls.mu.Lock()
+	clear(r.epolls.byTID)
+	r.epolls.mu.Unlock()
 	q.Continue()
 }
 
-// registered says whether the socket with inode ino is registered with an epoll instance of the
-// process that thread tid belongs to.
+// registered says whether the socket with inode ino is registered with an epoll instance in the
+// descriptor table of thread tid.
 func (e *epollFDs) registered(tid int, ino uint64) (bool, error) {
-	tgid, err := threadGroupOf(tid)
-	if err != nil {
-		return false, err
-	}
 	e.mu.Lock()
-	fds, ok := e.byPID[tgid]
+	fds, ok := e.byTID[tid]
 	e.mu.Unlock()
 	if !ok {
-		if fds, err = scanEpollFDs(tgid); err != nil {
+		var err error
+		if fds, err = scanEpollFDs(tid); err != nil {
 			return false, err
 		}
 		e.mu.Lock()
-		e.byPID[tgid] = fds
+		e.byTID[tid] = fds
 		e.mu.Unlock()
 	}
 	want := "ino:" + strconv.FormatUint(ino, 16)
 	for _, fd := range fds {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(tgid) + "/fdinfo/" + strconv.Itoa(fd))
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/fdinfo/" + strconv.Itoa(fd))
 		if err != nil {
-			continue // closed since: not an epoll of the process any more
+			continue // closed since: not an epoll descriptor any more
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(line, "tfd:") && (strings.Contains(line, " "+want+" ") || strings.HasSuffix(line, " "+want)) {
@@ -196,38 +229,25 @@ func scanEpollFDs(pid int) ([]int, error) {
 	return fds, nil
 }
 
-// threadGroupOf returns the process of a thread id (its Tgid).
-func threadGroupOf(tid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+// cloexecOf says whether the program's descriptor fd is close-on-exec (fdinfo's flags).
+func cloexecOf(tid, fd int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/fdinfo/" + strconv.Itoa(fd))
 	if err != nil {
-		return 0, err
+		return false
 	}
-	_, rest, ok := strings.Cut(string(b), "\nTgid:")
-	if !ok {
-		return 0, fmt.Errorf("no Tgid in /proc/%d/status", tid)
-	}
-	line, _, _ := strings.Cut(rest, "\n")
-	return strconv.Atoi(strings.TrimSpace(line))
+	_, rest, _ := strings.Cut(string(b), "flags:")
+	v, _, _ := strings.Cut(rest, "\n")
+	flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+	return err == nil && flags&unix.O_CLOEXEC != 0
 }
 
-// fdInfo reads the inode and close-on-exec flag of the program's descriptor fd.
-func fdInfo(tid, fd int) (ino uint64, cloexec bool, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", tid, fd))
-	if err != nil {
-		return 0, false, err
+// inodeOf returns the inode of a descriptor (a socket's stays the same across dup and fork).
+func inodeOf(fd int) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "flags:"); ok {
-			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
-			cloexec = err == nil && flags&unix.O_CLOEXEC != 0
-		} else if v, ok := strings.CutPrefix(line, "ino:"); ok {
-			ino, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		}
-	}
-	if ino == 0 {
-		return 0, false, fmt.Errorf("no inode in fdinfo of fd %d of %d", fd, tid)
-	}
-	return ino, cloexec, err
+	return st.Ino, nil
 }
 
 // copySockopts gives dst the options of src that differ, and src's blocking mode.

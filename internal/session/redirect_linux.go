@@ -78,7 +78,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		byRelay:     make(map[netip.AddrPort]netip.AddrPort),
 		flows:       make(map[netip.AddrPort]*flow),
 		names:       make(map[netip.Addr][]string),
-		epolls:      epollFDs{byPID: make(map[int][]int)},
+		epolls:      epollFDs{byTID: make(map[int][]int)},
 	}
 	if conf, ok := opt.Files["/etc/resolv.conf"]; ok {
 		for _, ns := range parseNameservers(conf) {
@@ -217,7 +217,11 @@ func (r *Redirector) onConnect(q *intercept.Request) {
 		q.Continue()
 		return
 	}
-	r.goHandle(q, func() { r.connect(q, int(int32(q.Arg(0))), dst, raw) })
+	fd := int(int32(q.Arg(0)))
+	if r.opt.Sockets != nil && r.connectInPlaceNow(q, fd, dst) {
+		return
+	}
+	r.goHandle(q, func() { r.connect(q, fd, dst, raw) })
 }
 
 // goHandle runs a handler that may block on its own goroutine.
@@ -257,7 +261,7 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 		return
 	}
 	defer unix.Close(sfd)
-	ino, cloexec, err := fdInfo(q.Pid(), fd)
+	ino, err := inodeOf(sfd)
 	if err != nil {
 		q.Continue()
 		return
@@ -284,7 +288,7 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	}
 	switch typ {
 	case unix.SOCK_STREAM:
-		if r.opt.Sockets != nil && r.inPlaceOK(q, sfd, ino) && r.connectInPlace(q, sfd, fd, family, cloexec, dst) {
+		if r.opt.Sockets != nil && r.inPlaceOK(q, sfd, ino) && r.connectInPlace(q, sfd, fd, family, dst) {
 			return
 		}
 		r.connectTCP(q, sfd, family, ino, dst, raw)

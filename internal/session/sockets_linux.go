@@ -61,6 +61,22 @@ func (s *Sockets) Get(ctx context.Context, family int) (*os.File, error) {
 	return s.request(ctx, family)
 }
 
+// TryGet returns a ready socket of family without waiting, if there is one.
+func (s *Sockets) TryGet(family int) (*os.File, bool) {
+	s.mu.Lock()
+	pool := s.ready[family]
+	if len(pool) == 0 {
+		s.mu.Unlock()
+		s.fill(family)
+		return nil, false
+	}
+	f := pool[len(pool)-1]
+	s.ready[family] = pool[:len(pool)-1]
+	s.mu.Unlock()
+	s.fill(family)
+	return f, true
+}
+
 // fill tops up the ready sockets of family in the background.
 func (s *Sockets) fill(family int) {
 	s.mu.Lock()
