@@ -197,8 +197,9 @@ func (e *epollFDs) registered(tid int, ino uint64) (bool, error) {
 		e.mu.Unlock()
 	}
 	want := "ino:" + strconv.FormatUint(ino, 16)
+	var buf [4096]byte
 	for _, fd := range fds {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/fdinfo/" + strconv.Itoa(fd))
+		b, err := readProc("/proc/"+strconv.Itoa(tid)+"/fdinfo/"+strconv.Itoa(fd), buf[:])
 		if err != nil {
 			continue // closed since: not an epoll descriptor any more
 		}
@@ -231,7 +232,8 @@ func scanEpollFDs(pid int) ([]int, error) {
 
 // cloexecOf says whether the program's descriptor fd is close-on-exec (fdinfo's flags).
 func cloexecOf(tid, fd int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/fdinfo/" + strconv.Itoa(fd))
+	var buf [512]byte
+	b, err := readProc("/proc/"+strconv.Itoa(tid)+"/fdinfo/"+strconv.Itoa(fd), buf[:])
 	if err != nil {
 		return false
 	}
@@ -239,6 +241,28 @@ func cloexecOf(tid, fd int) bool {
 	v, _, _ := strings.Cut(rest, "\n")
 	flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
 	return err == nil && flags&unix.O_CLOEXEC != 0
+}
+
+// readProc reads a small /proc file into buf with bare system calls (os.ReadFile costs several
+// more on this hot path). A file larger than buf is cut.
+func readProc(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return buf[:n], nil
 }
 
 // inodeOf returns the inode of a descriptor (a socket's stays the same across dup and fork).
