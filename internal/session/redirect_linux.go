@@ -457,6 +457,9 @@ func (p *tcpProxy) serve() {
 		p.r.wg.Add(1)
 		go func() {
 			defer p.r.wg.Done()
+			// Close of the Redirector ends every connection still open.
+			stop := context.AfterFunc(p.r.ctx, func() { c.Close(); pc.remote.Close() })
+			defer stop()
 			wire.Splice(c, pc.remote)
 			c.Close()
 			pc.remote.Close()

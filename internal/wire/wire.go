@@ -351,16 +351,36 @@ func truncate(s string) string {
 
 // Splice copies a to b and b to a until both directions are done, passing each direction's end
 // on as a half-close (CloseWrite where the connection has it; a stream's Close is a half-close).
+// When writing one way fails (that side is gone), it keeps reading the source of that direction
+// to its end and drops what it reads: a multiplexed stream that nobody reads would stall its
+// sender for good.
 func Splice(a, b net.Conn) {
 	done := make(chan struct{})
 	go func() {
-		io.Copy(b, a)
+		copyOrDrain(b, a)
 		closeWrite(b)
 		close(done)
 	}()
-	io.Copy(a, b)
+	copyOrDrain(a, b)
 	closeWrite(a)
 	<-done
+}
+
+// copyOrDrain copies src to dst until src ends; once a write fails it discards the rest of src.
+func copyOrDrain(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				io.Copy(io.Discard, src)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func closeWrite(c net.Conn) {

@@ -3,8 +3,10 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -256,4 +258,52 @@ func FuzzParseSocketMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
+// TestSpliceDrainsWhenOneSideIsGone: when one side's writes fail, Splice keeps reading the
+// other side, so that side's writer is not stalled, and returns once it ends.
+func TestSpliceDrainsWhenOneSideIsGone(t *testing.T) {
+	a1, a2 := tcpPair(t)
+	b1, b2 := tcpPair(t)
+	defer a1.Close()
+	defer b1.Close()
+	b2.Close() // the far end of b is gone: writes to b1 fail
+	done := make(chan struct{})
+	go func() {
+		Splice(a1, b1)
+		close(done)
+	}()
+	// Far more than socket buffers hold: without draining, these writes would stall.
+	a2.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	chunk := make([]byte, 1<<20)
+	for range 64 {
+		if _, err := a2.Write(chunk); err != nil {
+			t.Fatalf("writing into the live side: %v (Splice stopped reading it)", err)
+		}
+	}
+	a2.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Splice did not return after the source ended")
+	}
 }
