@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,8 +78,9 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, d
 }
 
 // connectInPlaceNow is the in-place connect done on the notification goroutine, which spares
-// waking another: it only goes ahead when nothing can block (a non-blocking TCP socket and a
-// ready socket of the target's network) and says whether it answered q.
+// waking another: it only goes ahead when a socket of the target's network is ready, and says
+// whether it answered q (a blocking connect that does not complete at once is finished on a
+// goroutine of its own).
 func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.AddrPort) bool {
 	sfd, typ, family, err := socketOf(q, fd)
 	if err != nil {
@@ -86,9 +88,6 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	}
 	defer unix.Close(sfd)
 	if typ != unix.SOCK_STREAM {
-		return false
-	}
-	if fl, err := unix.FcntlInt(uintptr(sfd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
 		return false
 	}
 	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
@@ -107,28 +106,54 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	return true
 }
 
-// placeSocket gives ns (a socket of the target's network) the options and mode of the
-// program's socket sfd, connects it to dst and puts it in place of the program's fd; it answers
-// q and closes ns.
+// placeSocket gives ns (a socket of the target's network) the options of the program's socket
+// sfd, connects it to dst and puts it in place of the program's fd, in the program socket's
+// blocking mode; it answers q (at once, or from a goroutine once a blocking connect is done)
+// and closes ns.
 func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort, ns *os.File) {
-	defer ns.Close()
-	rc, err := ns.SyscallConn()
+	nfd, err := unix.Dup(int(ns.Fd())) // ns is blocking: Fd does not change its mode
+	ns.Close()
 	if err != nil {
-		q.Errno(unix.EBADF)
+		q.Errno(unix.EMFILE)
 		return
 	}
-	var cerr error
-	rc.Control(func(nfd uintptr) {
-		if cerr = copySockopts(sfd, int(nfd)); cerr == nil {
-			cerr = unix.Connect(int(nfd), toUnix(family, dst))
+	blocking, err := copySockopts(sfd, nfd)
+	if err != nil {
+		unix.Close(nfd)
+		q.Errno(errnoOf(err))
+		return
+	}
+	// Connect without blocking; a blocking program socket then waits for the outcome.
+	unix.SetNonblock(nfd, true)
+	cerr := unix.Connect(nfd, toUnix(family, dst))
+	if cerr == unix.EINPROGRESS && blocking {
+		if writable(nfd, 0) {
+			cerr = soError(nfd)
+		} else {
+			timeout, _ := unix.GetsockoptTimeval(sfd, unix.SOL_SOCKET, unix.SO_SNDTIMEO)
+			r.goHandle(q, func() {
+				r.finishPlace(q, fd, nfd, waitConnect(q, nfd, timeout), blocking, dst)
+			})
+			return
 		}
-	})
+	}
+	r.finishPlace(q, fd, nfd, cerr, blocking, dst)
+}
+
+// finishPlace puts nfd, connected (or connecting) with outcome cerr, in place of the program's
+// fd and answers q; it takes nfd over and closes it.
+func (r *Redirector) finishPlace(q *intercept.Request, fd, nfd int, cerr error, blocking bool, dst netip.AddrPort) {
+	f := os.NewFile(uintptr(nfd), "target-socket")
+	defer f.Close()
 	if cerr != nil && cerr != unix.EINPROGRESS {
 		// Like the kernel: the connect failed and the program's socket is as it was.
 		q.Errno(errnoOf(cerr))
 		return
 	}
-	if err := q.AddFDAt(ns, fd, cloexecOf(q.Pid(), fd)); err != nil {
+	if blocking {
+		unix.SetNonblock(nfd, false)
+	}
+	if err := q.AddFDAt(f, fd, cloexecOf(q.Pid(), fd)); err != nil {
 		r.log.Debug("put the target's socket in place", "err", err)
 		q.Errno(unix.EBADF)
 		return
@@ -139,6 +164,44 @@ func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst 
 	} else {
 		q.Return(0)
 	}
+}
+
+// writable polls fd for POLLOUT for at most ms milliseconds.
+func writable(fd, ms int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(p, ms)
+	return err == nil && n > 0
+}
+
+// soError returns the outcome of a finished non-blocking connect.
+func soError(fd int) error {
+	e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if e != 0 {
+		return syscall.Errno(e)
+	}
+	return nil
+}
+
+// waitConnect waits for the connect of fd to finish as a blocking connect would: until done,
+// until the program's SO_SNDTIMEO (then EINPROGRESS, as the kernel answers), or until the
+// program is gone.
+func waitConnect(q *intercept.Request, fd int, timeout *unix.Timeval) error {
+	var deadline time.Time
+	if timeout != nil && (timeout.Sec != 0 || timeout.Usec != 0) {
+		deadline = time.Now().Add(time.Duration(timeout.Nano()))
+	}
+	for !writable(fd, 200) {
+		if !q.Valid() {
+			return unix.EINTR
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return unix.EINPROGRESS
+		}
+	}
+	return soError(fd)
 }
 
 // inPlaceOK says whether the program's socket can be replaced: plain TCP, unbound, and not
@@ -274,8 +337,8 @@ func inodeOf(fd int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// copySockopts gives dst the options of src that differ, and src's blocking mode.
-func copySockopts(src, dst int) error {
+// copySockopts gives dst the options of src that differ, and says whether src is blocking.
+func copySockopts(src, dst int) (blocking bool, err error) {
 	for _, o := range copiedSockopts {
 		v, err := unix.GetsockoptInt(src, o.level, o.name)
 		if err != nil {
@@ -295,7 +358,7 @@ func copySockopts(src, dst int) error {
 	}
 	fl, err := unix.FcntlInt(uintptr(src), unix.F_GETFL, 0)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return unix.SetNonblock(dst, fl&unix.O_NONBLOCK != 0)
+	return fl&unix.O_NONBLOCK == 0, nil
 }
