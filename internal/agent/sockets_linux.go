@@ -11,7 +11,8 @@ import (
 )
 
 // serveSockets answers socket requests on conn, a unix SOCK_SEQPACKET socket shared with a
-// client on the same machine, with fresh TCP sockets made in the target's network namespace.
+// client on the same machine, with fresh TCP sockets made in the target's network namespace,
+// all those of one request attached to one reply.
 // It returns when conn is closed or ctx ends.
 func (a *agent) serveSockets(ctx context.Context, conn *os.File) {
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(deadlinePast) })
@@ -36,20 +37,20 @@ func (a *agent) serveSockets(ctx context.Context, conn *os.File) {
 			a.log.Debug("bad socket request", "err", err)
 			return
 		}
-		sfd, err := a.newSocket(int(req.Family))
+		fds, err := a.newSockets(int(req.Family), int(req.Count))
 		reply := wire.AppendSocketReply(nil, wire.SocketReply{ID: req.ID, Errno: uint16(errnoOf(err))})
 		var oob []byte
 		if err == nil {
 			reply = wire.AppendSocketReply(nil, wire.SocketReply{ID: req.ID})
-			oob = unix.UnixRights(sfd)
+			oob = unix.UnixRights(fds...)
 		}
 		var werr error
 		rc.Write(func(fd uintptr) bool {
 			werr = unix.Sendmsg(int(fd), reply, oob, nil, unix.MSG_DONTWAIT)
 			return werr != unix.EAGAIN
 		})
-		if err == nil {
-			unix.Close(sfd)
+		for _, fd := range fds {
+			unix.Close(fd)
 		}
 		if werr != nil {
 			return
@@ -57,16 +58,27 @@ func (a *agent) serveSockets(ctx context.Context, conn *os.File) {
 	}
 }
 
-// newSocket makes an unconnected TCP socket of family in the target's network namespace.
-func (a *agent) newSocket(family int) (int, error) {
+// newSockets makes n unconnected TCP sockets of family in the target's network namespace.
+func (a *agent) newSockets(family, n int) ([]int, error) {
 	if family != unix.AF_INET && family != unix.AF_INET6 {
-		return -1, errors.New("socket request for a family that is not inet")
+		return nil, errors.New("socket request for a family that is not inet")
 	}
-	sfd := -1
+	var fds []int
 	err := a.target.netns.Do(func() error {
-		var err error
-		sfd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-		return err
+		for range n {
+			sfd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, sfd)
+		}
+		return nil
 	})
-	return sfd, err
+	if err != nil {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, err
+	}
+	return fds, nil
 }

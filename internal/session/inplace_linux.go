@@ -132,7 +132,7 @@ func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst 
 		q.Errno(unix.EMFILE)
 		return
 	}
-	blocking, err := copySockopts(sfd, nfd)
+	blocking, err := r.copySockopts(sfd, nfd, family)
 	if err != nil {
 		unix.Close(nfd)
 		q.Errno(errnoOf(err))
@@ -352,15 +352,27 @@ func inodeOf(fd int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// copySockopts gives dst the options of src that differ, and says whether src is blocking.
-func copySockopts(src, dst int) (blocking bool, err error) {
-	for _, o := range copiedSockopts {
-		v, err := unix.GetsockoptInt(src, o.level, o.name)
-		if err != nil {
-			continue
+// copySockopts gives dst, a fresh socket of family, the options of src that differ from a
+// fresh socket's, and says whether src is blocking. What a fresh socket has is read once per
+// family, from the first dst.
+func (r *Redirector) copySockopts(src, dst, family int) (blocking bool, err error) {
+	r.mu.Lock()
+	fresh, ok := r.freshOpts[family]
+	r.mu.Unlock()
+	if !ok {
+		fresh = make([]int, len(copiedSockopts))
+		for i, o := range copiedSockopts {
+			if fresh[i], err = unix.GetsockoptInt(dst, o.level, o.name); err != nil {
+				fresh[i] = -1
+			}
 		}
-		w, err := unix.GetsockoptInt(dst, o.level, o.name)
-		if err != nil || v == w {
+		r.mu.Lock()
+		r.freshOpts[family] = fresh
+		r.mu.Unlock()
+	}
+	for i, o := range copiedSockopts {
+		v, err := unix.GetsockoptInt(src, o.level, o.name)
+		if err != nil || v == fresh[i] {
 			continue
 		}
 		if o.doubled {

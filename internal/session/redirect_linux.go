@@ -50,6 +50,7 @@ type Redirector struct {
 
 	proxy4, proxy6 *tcpProxy
 	epolls         epollFDs
+	freshOpts      map[int][]int // by family: copiedSockopts of a fresh socket of the target's network
 	nameservers    map[netip.Addr]bool
 	localNetns     uint64 // cookie of doppel's own network namespace
 
@@ -79,6 +80,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		flows:       make(map[netip.AddrPort]*flow),
 		names:       make(map[netip.Addr][]string),
 		epolls:      epollFDs{byTID: make(map[int][]int)},
+		freshOpts:   make(map[int][]int),
 	}
 	if conf, ok := opt.Files["/etc/resolv.conf"]; ok {
 		for _, ns := range parseNameservers(conf) {

@@ -30,8 +30,8 @@ type Sockets struct {
 }
 
 type socketResult struct {
-	f   *os.File
-	err error
+	files []*os.File
+	err   error
 }
 
 // poolSize is how many sockets of each family are kept ready.
@@ -58,7 +58,11 @@ func (s *Sockets) Get(ctx context.Context, family int) (*os.File, error) {
 	}
 	s.mu.Unlock()
 	defer s.fill(family)
-	return s.request(ctx, family)
+	files, err := s.request(ctx, family, 1)
+	if err != nil {
+		return nil, err
+	}
+	return files[0], nil
 }
 
 // TryGet returns a ready socket of family without waiting, if there is one.
@@ -89,29 +93,31 @@ func (s *Sockets) fill(family int) {
 	go func() {
 		for {
 			s.mu.Lock()
-			if len(s.ready[family]) >= poolSize || s.err != nil {
+			want := poolSize - len(s.ready[family])
+			if want <= 0 || s.err != nil {
 				s.filling[family] = false
 				s.mu.Unlock()
 				return
 			}
 			s.mu.Unlock()
-			f, err := s.request(context.Background(), family)
+			files, err := s.request(context.Background(), family, want)
 			s.mu.Lock()
 			if err != nil || s.err != nil {
 				s.filling[family] = false
 				s.mu.Unlock()
-				if f != nil {
+				for _, f := range files {
 					f.Close()
 				}
 				return
 			}
-			s.ready[family] = append(s.ready[family], f)
+			s.ready[family] = append(s.ready[family], files...)
 			s.mu.Unlock()
 		}
 	}()
 }
 
-func (s *Sockets) request(ctx context.Context, family int) (*os.File, error) {
+// request asks the agent for n sockets of family (n at most wire.MaxSocketBatch).
+func (s *Sockets) request(ctx context.Context, family, n int) ([]*os.File, error) {
 	ch := make(chan socketResult, 1)
 	s.mu.Lock()
 	if s.err != nil {
@@ -122,7 +128,7 @@ func (s *Sockets) request(ctx context.Context, family int) (*os.File, error) {
 	id := s.nextID
 	s.waiting[id] = ch
 	s.mu.Unlock()
-	msg := wire.AppendSocketRequest(nil, wire.SocketRequest{ID: id, Family: uint8(family)})
+	msg := wire.AppendSocketRequest(nil, wire.SocketRequest{ID: id, Family: uint8(family), Count: uint8(n)})
 	if _, err := s.conn.Write(msg); err != nil {
 		s.mu.Lock()
 		delete(s.waiting, id)
@@ -131,15 +137,21 @@ func (s *Sockets) request(ctx context.Context, family int) (*os.File, error) {
 	}
 	select {
 	case r := <-ch:
-		return r.f, r.err
+		if r.err == nil && len(r.files) != n {
+			for _, f := range r.files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("agent sent %d sockets for a request of %d", len(r.files), n)
+		}
+		return r.files, r.err
 	case <-ctx.Done():
 		s.mu.Lock()
 		delete(s.waiting, id)
 		s.mu.Unlock()
 		select {
 		case r := <-ch:
-			if r.f != nil {
-				r.f.Close()
+			for _, f := range r.files {
+				f.Close()
 			}
 		default:
 		}
@@ -156,7 +168,7 @@ func (s *Sockets) read() {
 		return
 	}
 	buf := make([]byte, 64)
-	oob := make([]byte, unix.CmsgSpace(4))
+	oob := make([]byte, unix.CmsgSpace(4*wire.MaxSocketBatch))
 	for {
 		var n, oobn int
 		var rerr error
@@ -182,10 +194,10 @@ func (s *Sockets) read() {
 		var res socketResult
 		if rep.Errno != 0 {
 			res.err = fmt.Errorf("agent could not make a socket: %w", syscall.Errno(rep.Errno))
-		} else if f, err := fileFromRights(oob[:oobn]); err != nil {
+		} else if files, err := filesFromRights(oob[:oobn]); err != nil {
 			res.err = err
 		} else {
-			res.f = f
+			res.files = files
 		}
 		s.mu.Lock()
 		ch, ok := s.waiting[rep.ID]
@@ -193,25 +205,28 @@ func (s *Sockets) read() {
 		s.mu.Unlock()
 		if ok {
 			ch <- res
-		} else if res.f != nil {
-			res.f.Close()
+		} else {
+			for _, f := range res.files {
+				f.Close()
+			}
 		}
 	}
 }
 
-func fileFromRights(oob []byte) (*os.File, error) {
+func filesFromRights(oob []byte) ([]*os.File, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil || len(msgs) != 1 {
-		return nil, errors.New("agent's socket reply carries no socket")
+		return nil, errors.New("agent's socket reply carries no sockets")
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, errors.New("agent's socket reply carries no single socket")
+	if err != nil || len(fds) == 0 {
+		return nil, errors.New("agent's socket reply carries no sockets")
 	}
-	return os.NewFile(uintptr(fds[0]), "target-socket"), nil
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "target-socket")
+	}
+	return files, nil
 }
 
 func (s *Sockets) fail(err error) {

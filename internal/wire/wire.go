@@ -397,22 +397,27 @@ func closeWrite(c net.Conn) {
 // connects the socket itself and puts it in the program's place, so the program's bytes never
 // pass through doppel.
 
-// SocketRequest asks for one unconnected TCP socket of a family (unix.AF_INET or AF_INET6).
+// SocketRequest asks for Count (1 to MaxSocketBatch) unconnected TCP sockets of a family
+// (unix.AF_INET or AF_INET6).
 type SocketRequest struct {
 	ID     uint32
 	Family uint8
+	Count  uint8
 }
+
+// MaxSocketBatch is the most sockets one request may ask for.
+const MaxSocketBatch = 16
 
 // SizeofSocketRequest and SizeofSocketReply are the fixed sizes of the two messages.
 const (
-	SizeofSocketRequest = 5
+	SizeofSocketRequest = 6
 	SizeofSocketReply   = 6
 )
 
-// AppendSocketRequest encodes r: ID (uint32), family (uint8).
+// AppendSocketRequest encodes r: ID (uint32), family (uint8), count (uint8).
 func AppendSocketRequest(b []byte, r SocketRequest) []byte {
 	b = binary.BigEndian.AppendUint32(b, r.ID)
-	return append(b, r.Family)
+	return append(b, r.Family, r.Count)
 }
 
 // ParseSocketRequest decodes a SocketRequest message.
@@ -420,10 +425,15 @@ func ParseSocketRequest(b []byte) (SocketRequest, error) {
 	if len(b) != SizeofSocketRequest {
 		return SocketRequest{}, fmt.Errorf("socket request: %d bytes, want %d", len(b), SizeofSocketRequest)
 	}
-	return SocketRequest{ID: binary.BigEndian.Uint32(b), Family: b[4]}, nil
+	r := SocketRequest{ID: binary.BigEndian.Uint32(b), Family: b[4], Count: b[5]}
+	if r.Count == 0 || r.Count > MaxSocketBatch {
+		return SocketRequest{}, fmt.Errorf("socket request: count %d, want 1 to %d", r.Count, MaxSocketBatch)
+	}
+	return r, nil
 }
 
-// SocketReply answers a SocketRequest: Errno 0 means the socket is attached.
+// SocketReply answers a SocketRequest: Errno 0 means the sockets are attached (as many as were
+// asked for).
 type SocketReply struct {
 	ID    uint32
 	Errno uint16

@@ -230,7 +230,7 @@ func FuzzReadDatagram(f *testing.F) {
 }
 
 func TestSocketMessages(t *testing.T) {
-	req := SocketRequest{ID: 7, Family: 10}
+	req := SocketRequest{ID: 7, Family: 10, Count: 3}
 	if got, err := ParseSocketRequest(AppendSocketRequest(nil, req)); err != nil || got != req {
 		t.Errorf("socket request round trip = %+v, %v", got, err)
 	}
@@ -241,10 +241,13 @@ func TestSocketMessages(t *testing.T) {
 	if _, err := ParseSocketRequest([]byte{1, 2}); err == nil {
 		t.Error("short socket request accepted")
 	}
+	if _, err := ParseSocketRequest(AppendSocketRequest(nil, SocketRequest{ID: 1, Family: 2, Count: MaxSocketBatch + 1})); err == nil {
+		t.Error("socket request over the batch limit accepted")
+	}
 }
 
 func FuzzParseSocketMessages(f *testing.F) {
-	f.Add(AppendSocketRequest(nil, SocketRequest{ID: 1, Family: 2}))
+	f.Add(AppendSocketRequest(nil, SocketRequest{ID: 1, Family: 2, Count: 4}))
 	f.Add(AppendSocketReply(nil, SocketReply{ID: 1}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := ParseSocketRequest(b); err == nil {

@@ -161,11 +161,19 @@ func TestDoppelExecReachesPod(t *testing.T) {
 // getsockname), and that --no-socket-passing sends it through doppel's proxy instead.
 func TestDoppelExecInPlace(t *testing.T) {
 	tp, doppel := setup(t)
+	// Options set before connect must hold on the socket put in place.
 	const py = `
 import socket
-s = socket.create_connection(("10.96.0.80", 80), timeout=10)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
+s.connect(("10.96.0.80", 80))
 print("local", s.getsockname()[0])
 print("peer", s.getpeername()[0])
+print("options", s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+print("reply", s.recv(64).split(b"\r\n")[0].decode())
 `
 	for _, c := range []struct {
 		flags []string
@@ -175,7 +183,7 @@ print("peer", s.getpeername()[0])
 		if r.exitCode != 0 {
 			t.Fatalf("doppel exec %v: %v", c.flags, r)
 		}
-		if m := missing(r.stdout, []string{"local " + c.local + "\n", "peer 10.96.0.80\n"}); len(m) > 0 {
+		if m := missing(r.stdout, []string{"local " + c.local + "\n", "peer 10.96.0.80\n", "options 1 1 77\n", "reply HTTP/1.1 200 OK\n"}); len(m) > 0 {
 			t.Errorf("doppel exec %v: stdout lacks %q: %v", c.flags, m, r)
 		}
 	}
