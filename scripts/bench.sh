@@ -1,0 +1,504 @@
+#!/usr/bin/env bash
+# doppel's benchmarks: ratios measured side by side in one run, written to docs/BENCHMARKS.md.
+#
+# It builds its own topology of network namespaces (like internal/testenv):
+#   cluster  the servers: iperf3 on 10.96.0.5:5201 and nginx on 10.96.0.80:80 (both on its
+#            loopback), and veth-pod 10.244.1.1/24 to the pod;
+#   pod      eth0 10.244.1.5/24, default route via the cluster; the pod process (sleep), the
+#            target of doppel; microsocks (SOCKS5) on 192.168.77.1:1080, its veth to the peer;
+#   laptop   loopback only: doppel and the measured program under it;
+#   peer     a laptop-like namespace with only a veth to the pod (192.168.77.2/30, no other
+#            route): the client under proxychains4, whose one path out is microsocks.
+# and compares, for the same client program:
+#   direct   the client inside the pod namespace (what the pod itself gets);
+#   doppel   the client in the laptop under `doppel exec --target pid:<pod process>`;
+#   proxy    the client in the peer namespace under proxychains4, through microsocks in the pod.
+# Measured programs run as nobody (65534) in every column: doppel runs as root with
+# SUDO_UID=SUDO_GID=65534, like the tests. Nothing is attached to this machine's namespace and
+# no traffic leaves the namespaces made here. Everything is removed on exit, Ctrl-C included;
+# what a killed run left is removed by the next one.
+#
+# Run as root: sudo make bench. Knobs (environment): BENCH_SECONDS (length of each load run,
+# default 5), BENCH_ROUNDS (rounds of the throughput and connection rows, default 2),
+# BENCH_OUT (default docs/BENCHMARKS.md), BENCH_DOPPEL (a doppel binary to measure instead of
+# building bin/doppel with make build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench: network namespaces and doppel's agent need root; run: sudo make bench" >&2
+  exit 1
+fi
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+seconds=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-2}
+out=${BENCH_OUT:-docs/BENCHMARKS.md}
+invoker_uid=${SUDO_UID:-} invoker_gid=${SUDO_GID:-}
+# doppel runs the program as SUDO_UID:SUDO_GID; the other columns use setpriv with the same ids.
+export SUDO_UID=65534 SUDO_GID=65534 SUDO_USER=nobody
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH LANG=C
+
+exec 8>&2 # the terminal's stderr, for messages from inside redirected measurements
+say() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*"; }
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools: installed only when missing (the package list of scripts/deps.sh is not ours to edit).
+packages=(iproute2 util-linux procps curl jq iperf3 wrk proxychains4 microsocks nginx-light hyperfine)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} > 0)); then
+  say "installing ${missing[*]}"
+  policy=/usr/sbin/policy-rc.d # keep the nginx package from starting nginx on this machine
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f "$policy"
+  trap - EXIT
+fi
+
+# ---------------------------------------------------------------------------------------------
+# One bench at a time; state of this run under /run/doppel-bench/<pid> so that the next run can
+# remove what a killed one left (processes by recorded pid and start time, namespaces, files).
+state_root=/run/doppel-bench
+mkdir -p "$state_root"
+exec 9>"$state_root.lock"
+flock -n 9 || die "another bench runs (it holds $state_root.lock)"
+
+starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+
+sweep() { # sweep DIR: undo what the run recorded in DIR
+  local dir=$1 pid start ns
+  if [[ -f $dir/pids ]]; then
+    while read -r pid start; do
+      if [[ $(starttime "$pid") == "$start" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done <"$dir/pids"
+  fi
+  if [[ -f $dir/namespaces ]]; then
+    while read -r ns; do
+      if [[ -e /run/netns/$ns ]]; then ip netns delete "$ns" || true; fi
+      rm -rf "/etc/netns/$ns"
+    done <"$dir/namespaces"
+  fi
+  if [[ -f $dir/work ]]; then
+    local w
+    w=$(cat "$dir/work")
+    if [[ $w == /tmp/dplb-* ]]; then rm -rf "$w"; fi
+  fi
+  rm -rf "$dir"
+}
+for dir in "$state_root"/*/; do
+  [[ -d $dir ]] || continue
+  echo "bench: removing what an earlier run left (${dir%/})"
+  sweep "${dir%/}"
+done
+
+id=dplb-$$
+state=$state_root/$$
+mkdir -p "$state"
+work=$(mktemp -d "/tmp/$id-XXXXXX")
+chmod 755 "$work"
+echo "$work" >"$state/work"
+pids=()
+
+cleanup() {
+  local status=$?
+  set +e
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  sweep "$state"
+  echo "bench: removed the namespaces, processes and files it made"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: a long-running process, its output in $work/NAME.log, its pid recorded.
+start() {
+  local name=$1
+  shift
+  "$@" >"$work/$name.log" 2>&1 8>&- 9>&- &
+  local pid=$!
+  pids+=("$pid")
+  echo "$pid $(starttime "$pid")" >>"$state/pids"
+}
+
+# ---------------------------------------------------------------------------------------------
+if [[ -n ${BENCH_DOPPEL:-} ]]; then
+  say "using $BENCH_DOPPEL (BENCH_DOPPEL); building the benchmark helper"
+  doppel=$(realpath "$BENCH_DOPPEL")
+  [[ -x $doppel ]] || die "BENCH_DOPPEL=$BENCH_DOPPEL is not an executable"
+else
+  say "building doppel (make build) and the benchmark helper"
+  make --no-print-directory build
+  doppel=$PWD/bin/doppel
+fi
+CGO_ENABLED=0 go build -trimpath -o "$work/syscallcost" ./test/bench/syscallcost
+cp test/bench/connloop.py "$work/connloop.py"
+chmod 755 "$work/connloop.py"
+
+say "making the namespaces ($id-{cluster,pod,laptop,peer})"
+cluster=$id-cluster pod=$id-pod laptop=$id-laptop peer=$id-peer
+for ns in "$cluster" "$pod" "$laptop" "$peer"; do
+  echo "$ns" >>"$state/namespaces"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  # Room for the short connections of the connection rows (the server closes first, but the
+  # client side may linger in TIME_WAIT too). These are the namespace's own settings.
+  ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+done
+ip -n "$cluster" link add veth-pod type veth peer name eth0 netns "$pod"
+ip -n "$cluster" addr add 10.244.1.1/24 dev veth-pod
+ip -n "$cluster" link set veth-pod up
+ip -n "$cluster" addr add 10.96.0.5/32 dev lo
+ip -n "$cluster" addr add 10.96.0.80/32 dev lo
+ip -n "$pod" addr add 10.244.1.5/24 dev eth0
+ip -n "$pod" link set eth0 up
+ip -n "$pod" route add default via 10.244.1.1
+ip -n "$pod" link add veth-peer type veth peer name eth0 netns "$peer"
+ip -n "$pod" addr add 192.168.77.1/30 dev veth-peer
+ip -n "$pod" link set veth-peer up
+ip -n "$peer" addr add 192.168.77.2/30 dev eth0
+ip -n "$peer" link set eth0 up
+# Name lookups stay inside: the pod asks a cluster address where nothing answers, the laptop and
+# the peer their own loopback. The benchmarks use addresses, not names.
+for ns in "$pod" "$laptop" "$peer"; do mkdir -p "/etc/netns/$ns"; done
+printf 'nameserver 10.96.0.10\noptions timeout:1 attempts:1\n' >"/etc/netns/$pod/resolv.conf"
+printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"/etc/netns/$laptop/resolv.conf"
+printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"/etc/netns/$peer/resolv.conf"
+
+say "starting iperf3 and nginx in the cluster, microsocks and the pod process in the pod"
+mkdir -p "$work/nginx-body"
+cat >"$work/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log stderr;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx-body;
+    server {
+        listen 10.96.0.80:80 backlog=1024;
+        default_type text/plain;
+        location / { return 200 "hello from nginx\n"; }
+    }
+}
+NGINX
+start iperf3 ip netns exec "$cluster" iperf3 -s -B 10.96.0.5 -p 5201
+start nginx ip netns exec "$cluster" nginx -p "$work" -c "$work/nginx.conf" -e stderr
+start microsocks ip netns exec "$pod" microsocks -i 192.168.77.1 -p 1080
+start pod env -i PATH=/usr/bin:/bin ip netns exec "$pod" sleep infinity
+pod_pid=${pids[-1]}
+
+cat >"$work/proxychains.conf" <<CONF
+strict_chain
+quiet_mode
+tcp_read_time_out 15000
+tcp_connect_time_out 8000
+[ProxyList]
+socks5 192.168.77.1 1080
+CONF
+
+# The three ways to run a client, all as nobody.
+nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+direct() { ip netns exec "$pod" "${nobody[@]}" "$@"; }
+# doppel may outlive its program: after an iperf3 upload it was seen to wait 5 minutes (yamux's
+# stream close timeout) for a splice whose far end stopped reading. So it runs in the background
+# and, once the program has ended (doppel has no child but its agent), gets $linger_grace s to
+# exit; then it is ended (TERM, then KILL; its agent dies with it) and the run is counted in
+# $work/lingered. The program's output is complete by then, and its exit status is checked
+# through that output.
+linger_grace=3
+doppel() {
+  ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" -- "$@" 8>&- 9>&- &
+  local pid=$! gone=0 kids more c
+  echo "$pid $(starttime "$pid")" >>"$state/pids" # for the cleanup, should Ctrl-C come now
+  while [[ -e /proc/$pid ]]; do
+    read -r _ _ c _ <"/proc/$pid/stat" || break
+    [[ $c != Z ]] || break
+    kids=()
+    for c in "/proc/$pid/task/"*/children; do
+      read -r -a more <"$c" || true
+      kids+=("${more[@]}")
+    done
+    if ((${#kids[@]} <= 1)); then gone=$((gone + 1)); else gone=0; fi
+    if ((gone > linger_grace * 4)); then
+      echo "$*" >>"$work/lingered"
+      echo "  doppel (pid $pid) still runs ${linger_grace}s after its program ended: ending it" >&8
+      kill -TERM "$pid" 2>/dev/null || true
+      sleep 1
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.25
+  done
+  wait "$pid"
+}
+proxy() { ip netns exec "$peer" "${nobody[@]}" proxychains4 -q -f "$work/proxychains.conf" "$@"; }
+modes=(direct doppel proxy)
+
+up=0
+for _ in $(seq 50); do
+  if direct curl -fsS --max-time 1 -o /dev/null http://10.96.0.80/ 2>/dev/null &&
+    ip netns exec "$cluster" ss -Hltn 'sport = :5201' | grep -q . &&
+    ip netns exec "$pod" ss -Hltn 'sport = :1080' | grep -q . &&
+    [[ $(cat "/proc/$pod_pid/comm" 2>/dev/null) == sleep ]]; then
+    up=1
+    break
+  fi
+  sleep 0.1
+done
+if [[ $up != 1 ]]; then
+  ip netns exec "$cluster" ss -ltn || true
+  tail -n 20 "$work"/*.log >&2 || true
+  die "the servers did not come up"
+fi
+# The peer has no path to the cluster but microsocks.
+if ip netns exec "$peer" curl -sS --max-time 2 -o /dev/null http://10.96.0.80/ 2>/dev/null; then
+  die "the peer namespace reaches the cluster without the proxy"
+fi
+for m in "${modes[@]}"; do
+  body=$($m curl -fsS --max-time 10 http://10.96.0.80/) || die "curl through $m failed"
+  [[ $body == "hello from nginx" ]] || die "curl through $m answered: $body"
+done
+echo "pod process: pid $pod_pid; curl works direct, under doppel and under proxychains4"
+
+# ---------------------------------------------------------------------------------------------
+# Measurements. Each prints one figure on stdout; details go to $work/*.log and the terminal.
+
+# iperf3 MODE [-R]: Gbit/s of one TCP stream for $seconds, as the receiver counted it.
+iperf3_run() {
+  local m=$1 tag=$1${2:-}
+  shift
+  local log=$work/iperf3-$tag-$round.json
+  $m iperf3 -c 10.96.0.5 -p 5201 -t "$seconds" -P 1 -J "$@" >"$log" 2>"$log.err" ||
+    die "iperf3 $tag failed: $(jq -r '.error // empty' "$log" 2>/dev/null) $(cat "$log.err")"
+  jq -r '.end.sum_received.bits_per_second / 1e9' "$log"
+}
+
+# wrk_run MODE: responses (= connections: one request per connection) per second.
+wrk_run() {
+  local m=$1 log=$work/wrk-$1-$round.txt
+  $m wrk -t 1 -c 4 -d "${seconds}s" -H 'Connection: close' http://10.96.0.80/ >"$log" 2>&1 ||
+    die "wrk $m failed: $(cat "$log")"
+  local errors
+  errors=$(grep -E 'Socket errors|Non-2xx' "$log" | tr -s ' ' || true)
+  [[ -z $errors ]] || echo "  wrk $m: $errors" >&2
+  awk '/^Requests\/sec:/ {print $2}' "$log"
+}
+
+# loop_run MODE: connections per second of connloop.py (connect, GET, read to EOF, close; 4
+# processes), the client that works under proxychains4 too.
+loop_run() {
+  local m=$1 log=$work/connloop-$1-$round.txt
+  $m /usr/bin/python3 "$work/connloop.py" 10.96.0.80 80 "$seconds" 4 >"$log" 2>&1 ||
+    die "connloop $m failed: $(cat "$log")"
+  awk '/^connections_per_second/ {print $2}' "$log"
+}
+
+mean() { printf '%s\n' "$@" | awk '{s += $1} END {printf "%.6g", s / NR}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
+fmt() { awk -v a="$1" -v d="$2" 'BEGIN {printf "%." d "f", a}'; }
+
+declare -A res
+# row NAME FUNC [ARGS]: ROUNDS rounds of FUNC MODE ARGS, the modes interleaved within a round.
+row() {
+  local name=$1 fn=$2
+  shift 2
+  local m v
+  for round in $(seq "$rounds"); do
+    for m in "${modes[@]}"; do
+      v=$($fn "$m" "$@")
+      echo "  [${SECONDS}s] $name round $round $m: $v"
+      res[$name,$m]+="$v "
+    done
+  done
+}
+
+say "bulk TCP throughput, upload (iperf3 -t $seconds -P 1), $rounds rounds"
+row up iperf3_run
+say "bulk TCP throughput, download (iperf3 -R -t $seconds -P 1), $rounds rounds"
+row down iperf3_run -R
+
+say "new connections per second, one request per connection (wrk -t1 -c4 -d${seconds}s -H 'Connection: close'), $rounds rounds"
+# wrk under proxychains4: tried once, short, first; when it does not work, the row has no
+# proxychains4 column and says why.
+wrk_proxy_note=""
+round=probe
+if proxy timeout 20 wrk -t 1 -c 4 -d 2s -H 'Connection: close' http://10.96.0.80/ >"$work/wrk-proxy-probe.txt" 2>&1 &&
+  awk '/^Requests\/sec:/ {exit !($2 > 0)}' "$work/wrk-proxy-probe.txt" &&
+  ! grep -q 'Socket errors' "$work/wrk-proxy-probe.txt"; then
+  row wrk wrk_run
+else
+  wrk_proxy_note="wrk does not work under proxychains4: $(grep -E 'Socket errors|Requests/sec|rror' "$work/wrk-proxy-probe.txt" | tr -s ' ' | paste -sd ';' | cut -c1-120)"
+  echo "  $wrk_proxy_note" >&2
+  modes=(direct doppel)
+  row wrk wrk_run
+  modes=(direct doppel proxy)
+fi
+
+say "new connections per second with connloop.py (python3, 4 processes), $rounds rounds"
+row loop loop_run
+
+say "cost of one intercepted syscall (test/bench/syscallcost, 2 s per call)"
+sc_direct=$(ip netns exec "$laptop" "${nobody[@]}" "$work/syscallcost" -d 2s)
+sc_doppel=$(doppel "$work/syscallcost" -d 2s)
+sc_doppel_remote=$(doppel "$work/syscallcost" -d 2s -remote 10.96.0.80:80)
+printf '  direct:\n%s\n  doppel:\n%s\n  doppel, one redirected connection open:\n%s\n' "$sc_direct" "$sc_doppel" "$sc_doppel_remote"
+sc() { awk -v c="$2" '$1 == c {print $3}' <<<"$1"; }
+
+say "start-up: doppel exec --target pid:$pod_pid -- true vs true (hyperfine, in the laptop)"
+ip netns exec "$laptop" hyperfine -N --style basic --warmup 3 --runs 30 --export-json "$work/startup.json" \
+  "$doppel exec --target pid:$pod_pid -- true" "true"
+t_doppel=$(jq -r '.results[0].mean * 1000' "$work/startup.json")
+t_true=$(jq -r '.results[1].mean * 1000' "$work/startup.json")
+t_doppel_sd=$(jq -r '.results[0].stddev * 1000' "$work/startup.json")
+
+# ---------------------------------------------------------------------------------------------
+# The table.
+cell() { # cell NAME MODE DIGITS UNIT: the mean of the rounds
+  local v
+  v=$(mean ${res[$1,$2]})
+  echo "$(fmt "$v" "$3") $4"
+}
+ratios() { # ratios NAME MODE: ratio of the means, and per round
+  local a=(${res[$1,$2]}) b=(${res[$1,direct]}) i per=()
+  for i in "${!a[@]}"; do per+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
+  local IFS=,
+  echo "**$(ratio "$(mean "${a[@]}")" "$(mean "${b[@]}")")** (${per[*]// /})"
+}
+verdict() { # verdict RATIO AIM [RIVAL]: whether RATIO reaches AIM and beats RIVAL, and if not why
+  awk -v r="$1" -v aim="$2" -v rival="${3:-}" 'BEGIN {
+    why = ""
+    if (r < aim) why = "under " aim
+    if (rival != "" && r <= rival) why = why (why == "" ? "" : ", ") "behind proxychains4 (" rival ")"
+    print (why == "" ? "met" : "not met: " why)
+  }'
+}
+ratio_of() { ratio "$(mean ${res[$1,$2]})" "$(mean ${res[$1,direct]})"; }
+
+up_doppel=$(ratio_of up doppel) up_proxy=$(ratio_of up proxy)
+loop_doppel=$(ratio_of loop doppel) loop_proxy=$(ratio_of loop proxy)
+wrk_doppel=$(ratio_of wrk doppel)
+if [[ -z $wrk_proxy_note ]]; then
+  wrk_proxy_cell=$(cell wrk proxy 0 conn/s)
+  wrk_proxy_ratio=$(ratios wrk proxy)
+  wrk_verdict=$(verdict "$wrk_doppel" 0.5 "$(ratio_of wrk proxy)")
+else
+  wrk_proxy_cell="does not work (see below)"
+  wrk_proxy_ratio="n/a"
+  wrk_verdict="$(verdict "$wrk_doppel" 0.5) (no proxychains4 figure)"
+fi
+
+p_direct=$(sc "$sc_direct" getpeername) p_doppel=$(sc "$sc_doppel" getpeername) p_remote=$(sc "$sc_doppel_remote" getpeername)
+s_direct=$(sc "$sc_direct" getsockname) s_doppel=$(sc "$sc_doppel" getsockname)
+us() { awk -v a="$1" 'BEGIN {printf "%.2f µs", a / 1000}'; }
+diff_us() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.2f µs", (a - b) / 1000}'; }
+
+lingered=none
+if [[ -s $work/lingered ]]; then
+  lingered="$(wc -l <"$work/lingered") of them: $(sort "$work/lingered" | uniq -c | awk '{n = $1; $1 = ""; printf "%s`%s` (%d×)", sep, substr($0, 2), n; sep = ", "}')"
+fi
+command="scripts/bench.sh"
+if [[ -n ${MAKELEVEL:-} ]]; then command="make bench"; fi
+command="sudo $command   (BENCH_SECONDS=$seconds BENCH_ROUNDS=$rounds${BENCH_DOPPEL:+ BENCH_DOPPEL=$BENCH_DOPPEL})"
+tmp=$(mktemp "$work/bench-md-XXXXXX")
+cat >"$tmp" <<EOF
+# Benchmarks
+
+What doppel costs a program, measured as ratios to the same program run directly in the target's
+network namespace. Absolute figures on a small shared machine are noise; ratios of figures taken
+side by side in one run are not (each load row runs the columns interleaved, round by round, and
+the ratio cell gives the ratio of the means, then the ratio of each round in parentheses).
+
+Reproduce with \`sudo make bench\` (scripts/bench.sh; about 3 minutes). It builds \`bin/doppel\`
+(\`make build\`) and its own throw-away topology of network namespaces, like the privileged tests:
+
+- **cluster**: the servers, iperf3 (10.96.0.5:5201) and nginx (10.96.0.80:80, a 17-byte
+  body), joined to the pod by a veth;
+- **pod**: 10.244.1.5, default route to the cluster; the pod process (\`sleep\`) is doppel's
+  target; microsocks (SOCKS5) listens on its second veth, 192.168.77.1:1080;
+- **laptop**: loopback only; doppel and the measured client run here;
+- **peer**: a laptop-like namespace whose one link is a /30 veth to the pod (no other route): the
+  proxychains4 client, whose only path out is microsocks in the pod.
+
+The columns run the same client program: **direct** inside the pod namespace (what the pod
+itself gets); **doppel** in the laptop under \`doppel exec --target pid:<pod process>\`, doppel
+as root with SUDO_UID=SUDO_GID=65534, so the program runs as nobody; **proxychains4** in the
+peer namespace under \`proxychains4\` through microsocks in the pod. Every client runs as nobody.
+doppel runs with its defaults (outgoing TCP/UDP redirected, remote DNS and files on).
+
+## Load, ratios to direct
+
+| Row | direct | doppel | proxychains4 + microsocks | doppel / direct | proxychains4 / direct | aim (doppel) |
+|---|---|---|---|---|---|---|
+| Bulk TCP throughput, upload: iperf3 client → server, 1 stream, ${seconds} s | $(cell up direct 2 Gbit/s) | $(cell up doppel 2 Gbit/s) | $(cell up proxy 2 Gbit/s) | $(ratios up doppel) | $(ratios up proxy) | ≥ 0.8: $(verdict "$up_doppel" 0.8) |
+| Bulk TCP throughput, download: iperf3 -R, 1 stream, ${seconds} s | $(cell down direct 2 Gbit/s) | $(cell down doppel 2 Gbit/s) | $(cell down proxy 2 Gbit/s) | $(ratios down doppel) | $(ratios down proxy) | none set |
+| New connections/s, one request per connection: wrk -t1 -c4 -H 'Connection: close', ${seconds} s | $(cell wrk direct 0 conn/s) | $(cell wrk doppel 0 conn/s) | $wrk_proxy_cell | $(ratios wrk doppel) | $wrk_proxy_ratio | ≥ 0.5 and ahead of proxychains4: $wrk_verdict |
+| New connections/s, one request per connection: connloop.py (python3, 4 processes: connect, GET, read to EOF, close), ${seconds} s | $(cell loop direct 0 conn/s) | $(cell loop doppel 0 conn/s) | $(cell loop proxy 0 conn/s) | $(ratios loop doppel) | $(ratios loop proxy) | ≥ 0.5 and ahead of proxychains4: $(verdict "$loop_doppel" 0.5 "$loop_proxy") |
+
+EOF
+if [[ -n $wrk_proxy_note ]]; then
+  cat >>"$tmp" <<EOF
+${wrk_proxy_note}. The connloop.py row is the connection rate with a client that works in all
+three columns (python3 is dynamically linked, so proxychains4's LD_PRELOAD applies).
+
+EOF
+fi
+cat >>"$tmp" <<EOF
+## Interception and start-up
+
+| Row | without doppel | under doppel | difference |
+|---|---|---|---|
+| One trapped syscall let through (CONTINUE): getpeername(2) on a loopback TCP socket doppel did not redirect (test/bench/syscallcost, static Go, 2 s of calls) | $(us "$p_direct") | $(us "$p_doppel") | **$(diff_us "$p_doppel" "$p_direct")** per call |
+| The same while the program has one redirected connection open (the handler looks the socket up) | $(us "$p_direct") | $(us "$p_remote") | **$(diff_us "$p_remote" "$p_direct")** per call |
+| Control: getsockname(2), not trapped (only the seccomp filter runs) | $(us "$s_direct") | $(us "$s_doppel") | $(diff_us "$s_doppel" "$s_direct") per call |
+| Start-up: \`doppel exec --target pid:P -- true\` vs \`true\`, in the laptop (hyperfine -N, 30 runs, 3 warm-up) | $(fmt "$t_true" 2) ms | $(fmt "$t_doppel" 1) ms (± $(fmt "$t_doppel_sd" 1)) | **$(awk -v a="$t_doppel" -v b="$t_true" 'BEGIN {printf "%+.1f ms", a - b}')** |
+
+No aim is set for these two; they say what a trapped call and a session start cost.
+
+## This run
+
+- Command: \`$command\`
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Kernel: \`$(uname -r)\`; $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)); load average before the run: $load_before
+- doppel runs that outlived their program by more than ${linger_grace} s and were ended by the script: $lingered
+- doppel: \`$("$doppel" version 2>/dev/null | head -1)\` (a -dirty version has changes not yet committed), sha256 of the binary $(sha256sum "$doppel" | cut -c1-12); $(iperf3 --version | head -1 | cut -d' ' -f1,2), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(hyperfine --version), Python $(/usr/bin/python3 -c 'import platform; print(platform.python_version())')
+EOF
+# Notes written by hand below the marker line are kept from one run to the next.
+marker='<!-- Notes below this line are written by hand; scripts/bench.sh keeps them. -->'
+if [[ -f $out ]] && grep -qF -- "$marker" "$out"; then
+  printf '\n' >>"$tmp"
+  sed -n "\|^$marker\$|,\$p" "$out" >>"$tmp"
+else
+  printf '\n%s\n' "$marker" >>"$tmp"
+fi
+mkdir -p "$(dirname "$out")"
+install -m 644 "$tmp" "$out"
+if [[ -n $invoker_uid && $invoker_uid != 0 ]]; then chown "$invoker_uid:$invoker_gid" "$out" || true; fi
+say "wrote $out"
+sed -n '/^## Load/,$p' "$out"
