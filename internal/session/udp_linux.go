@@ -183,6 +183,20 @@ func (r *Redirector) connectUDP(q *intercept.Request, sfd int, family int, ino u
 	q.Return(0)
 }
 
+// datagramSocket fetches the program's socket fd for a handler that deals only with UDP; for
+// anything else it lets the call continue and says so.
+func datagramSocket(q *intercept.Request, fd int) (sfd, family int, ok bool) {
+	sfd, typ, family, err := socketOf(q, fd)
+	if err == nil && typ == unix.SOCK_DGRAM {
+		return sfd, family, true
+	}
+	if err == nil {
+		unix.Close(sfd)
+	}
+	q.Continue()
+	return -1, 0, false
+}
+
 func loopbackIs4(family int, dst netip.AddrPort) bool {
 	lo, _ := loopbackFor(family, dst)
 	return lo.Unmap().Is4()
@@ -196,12 +210,8 @@ func (r *Redirector) onSendto(q *intercept.Request) {
 	}
 	r.goHandle(q, func() {
 		fd := int(int32(q.Arg(0)))
-		sfd, typ, family, err := socketOf(q, fd)
-		if err != nil || typ != unix.SOCK_DGRAM {
-			if sfd >= 0 {
-				unix.Close(sfd)
-			}
-			q.Continue()
+		sfd, family, ok := datagramSocket(q, fd)
+		if !ok {
 			return
 		}
 		defer unix.Close(sfd)
@@ -280,12 +290,8 @@ func (r *Redirector) onSendmsg(q *intercept.Request) {
 	}
 	r.goHandle(q, func() {
 		fd := int(int32(q.Arg(0)))
-		sfd, typ, family, err := socketOf(q, fd)
-		if err != nil || typ != unix.SOCK_DGRAM {
-			if sfd >= 0 {
-				unix.Close(sfd)
-			}
-			q.Continue()
+		sfd, family, ok := datagramSocket(q, fd)
+		if !ok {
 			return
 		}
 		defer unix.Close(sfd)
@@ -340,12 +346,8 @@ func (r *Redirector) onSendmmsg(q *intercept.Request) {
 	}
 	r.goHandle(q, func() {
 		fd := int(int32(q.Arg(0)))
-		sfd, typ, family, err := socketOf(q, fd)
-		if err != nil || typ != unix.SOCK_DGRAM {
-			if sfd >= 0 {
-				unix.Close(sfd)
-			}
-			q.Continue()
+		sfd, family, ok := datagramSocket(q, fd)
+		if !ok {
 			return
 		}
 		defer unix.Close(sfd)
