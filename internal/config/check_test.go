@@ -37,6 +37,7 @@ func full() *Config {
 				Ports: []string{"53"},
 				Hosts: []string{"*.svc.cluster.local"},
 			},
+			PassSockets: ptr(false),
 		},
 		DNS: DNS{Enabled: ptr(false)},
 		Env: Env{

@@ -29,9 +29,10 @@ func TestFlagsApply(t *testing.T) {
 		},
 		{
 			name: "switches",
-			args: []string{"--no-outgoing", "--no-remote-dns", "--no-env"},
+			args: []string{"--no-outgoing", "--no-remote-dns", "--no-env", "--no-socket-passing"},
 			want: func(c *Config) {
 				c.Outgoing.Enabled = ptr(false)
+				c.Outgoing.PassSockets = ptr(false)
 				c.DNS.Enabled = ptr(false)
 				c.Env.Enabled = ptr(false)
 			},
