@@ -19,8 +19,10 @@ build: ## Build bin/doppel: static (CGO_ENABLED=0), -trimpath, version from git 
 deps: ## Install the Debian packages and Go modules the build and tests need (root; scripts/deps.sh)
 	scripts/deps.sh
 
-vet: ## go vet every package, test programs under testdata/ included
+vet: ## go vet every package, test programs under testdata/ included; and for macOS and arm64, which must build
 	go vet ./... $(addprefix ./,$(TESTDATA_PKGS))
+	GOOS=darwin go vet ./...
+	GOARCH=arm64 go vet ./...
 
 fmt-check: ## Fail if a Go file is not gofmt-formatted
 	@files=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
