@@ -49,7 +49,6 @@ func (r *Request) FDInode(fd int) (uint64, error)                     { return 0
 func (r *Request) AddFD(f *os.File, cloexec bool) (int, error)        { return -1, errOther }
 func (r *Request) AddFDAt(f *os.File, target int, cloexec bool) error { return errOther }
 func (r *Request) GetRawFD(fd int) (int, error)                       { return -1, errOther }
-func (r *Request) Pending() bool                                      { return false }
 func (r *Request) Valid() bool                                        { return false }
 func (r *Request) Continue()                                          {}
 func (r *Request) Return(val int64)                                   {}

@@ -337,22 +337,6 @@ func threadGroup(tid int) (int, error) {
 	return 0, fmt.Errorf("no Tgid in /proc/%d/status", tid)
 }
 
-// Pending says whether another notification is already waiting to be received, that is whether
-// a handler that blocks the notification goroutine now would keep another call waiting.
-func (r *Request) Pending() bool {
-	if r.s == nil {
-		return false
-	}
-	r.s.listenerMu.RLock()
-	defer r.s.listenerMu.RUnlock()
-	if r.s.listener < 0 {
-		return false
-	}
-	p := []unix.PollFd{{Fd: int32(r.s.listener), Events: unix.POLLIN}}
-	n, err := unix.Poll(p, 0)
-	return err == nil && n > 0 && p[0].Revents&unix.POLLIN != 0
-}
-
 // GetFD returns a copy of the caller's file descriptor fd (pidfd_getfd): the same open file
 // description, close-on-exec in this process. The caller closes it. Beware that calling Fd on
 // it puts the shared description (the program's too) in blocking mode; GetRawFD avoids that.

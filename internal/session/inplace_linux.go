@@ -86,12 +86,7 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	if err != nil {
 		return false
 	}
-	handedOver := false
-	defer func() {
-		if !handedOver {
-			unix.Close(sfd)
-		}
-	}()
+	defer unix.Close(sfd)
 	if typ != unix.SOCK_STREAM {
 		return false
 	}
@@ -106,16 +101,6 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	ns, ok := r.opt.Sockets.TryGet(family)
 	if !ok {
 		return false
-	}
-	if q.Pending() {
-		// Other calls are waiting for the notification goroutine: let them through and put
-		// the socket in place on a goroutine of its own.
-		handedOver = true
-		r.goHandle(q, func() {
-			defer unix.Close(sfd)
-			r.placeSocket(q, sfd, fd, family, dst, ns)
-		})
-		return true
 	}
 	r.placeSocket(q, sfd, fd, family, dst, ns)
 	return true
