@@ -78,32 +78,32 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, d
 }
 
 // connectInPlaceNow is the in-place connect done on the notification goroutine, which spares
-// waking another: it only goes ahead when a socket of the target's network is ready, and says
+// waking another: it only goes ahead when a socket of the target's network is ready. It says
 // whether it answered q (a blocking connect that does not complete at once is finished on a
-// goroutine of its own).
-func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.AddrPort) bool {
+// goroutine of its own) and, when it did not, whether the program's socket can be replaced.
+func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.AddrPort) (answered, replaceable bool) {
 	sfd, typ, family, err := socketOf(q, fd)
 	if err != nil {
-		return false
+		return false, true // the goroutine's own look decides
 	}
 	defer unix.Close(sfd)
 	if typ != unix.SOCK_STREAM {
-		return false
+		return false, false
 	}
 	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
 		q.Continue() // a socket of the target's network already: the kernel answers
-		return true
+		return true, false
 	}
 	ino, err := inodeOf(sfd)
 	if err != nil || !r.inPlaceOK(q, sfd, ino) {
-		return false
+		return false, false
 	}
 	ns, ok := r.opt.Sockets.TryGet(family)
 	if !ok {
-		return false
+		return false, true
 	}
 	r.placeSocket(q, sfd, fd, family, dst, ns)
-	return true
+	return true, false
 }
 
 // placeSocket gives ns (a socket of the target's network) the options of the program's socket

@@ -220,10 +220,15 @@ func (r *Redirector) onConnect(q *intercept.Request) {
 		return
 	}
 	fd := int(int32(q.Arg(0)))
-	if r.opt.Sockets != nil && r.connectInPlaceNow(q, fd, dst) {
-		return
+	inPlace := false
+	if r.opt.Sockets != nil {
+		answered, replaceable := r.connectInPlaceNow(q, fd, dst)
+		if answered {
+			return
+		}
+		inPlace = replaceable
 	}
-	r.goHandle(q, func() { r.connect(q, fd, dst, raw) })
+	r.goHandle(q, func() { r.connect(q, fd, dst, raw, inPlace) })
 }
 
 // goHandle runs a handler that may block on its own goroutine.
@@ -252,7 +257,9 @@ func socketOf(q *intercept.Request, fd int) (sfd, typ, family int, err error) {
 	return sfd, typ, family, nil
 }
 
-func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, raw []byte) {
+// connect redirects a connect to a remote destination; inPlace says to try putting a socket of
+// the target's network in place first (connectInPlaceNow found the socket replaceable).
+func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, raw []byte, inPlace bool) {
 	sfd, typ, family, err := socketOf(q, fd)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSOCK) {
@@ -267,13 +274,6 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	if err != nil {
 		q.Continue()
 		return
-	}
-	if r.opt.Sockets != nil {
-		if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
-			// A socket of the target's network that doppel put in place: the kernel answers.
-			q.Continue()
-			return
-		}
 	}
 	r.mu.Lock()
 	p, again := r.peers[ino]
@@ -290,7 +290,7 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	}
 	switch typ {
 	case unix.SOCK_STREAM:
-		if r.opt.Sockets != nil && r.inPlaceOK(q, sfd, ino) && r.connectInPlace(q, sfd, fd, family, dst) {
+		if inPlace && r.connectInPlace(q, sfd, fd, family, dst) {
 			return
 		}
 		r.connectTCP(q, sfd, family, ino, dst, raw)
