@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -79,8 +78,7 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, d
 
 // connectInPlaceNow is the in-place connect done on the notification goroutine, which spares
 // waking another: it only goes ahead when a socket of the target's network is ready. It says
-// whether it answered q (a blocking connect that does not complete at once is finished on a
-// goroutine of its own) and, when it did not, whether the program's socket can be replaced.
+// whether it answered q and, when it did not, whether the program's socket can be replaced.
 func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.AddrPort) (answered, replaceable bool) {
 	sfd, typ, family, err := socketOf(q, fd)
 	if err != nil {
@@ -106,102 +104,36 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	return true, false
 }
 
-// placeSocket gives ns (a socket of the target's network) the options of the program's socket
-// sfd, connects it to dst and puts it in place of the program's fd, in the program socket's
-// blocking mode; it answers q (at once, or from a goroutine once a blocking connect is done)
-// and closes ns.
+// placeSocket gives ns (a fresh socket of the target's network) the options and blocking mode
+// of the program's socket sfd and puts it in place of the program's fd, then lets the
+// program's own connect go on: the kernel looks the descriptor up only after the filter, so
+// the connect runs on the new socket, in the program's thread, with the kernel's own
+// semantics (blocking or not, errors, timeouts). It answers q and closes ns.
 func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort, ns *os.File) {
-	nfd, err := unix.Dup(int(ns.Fd())) // ns is blocking: Fd does not change its mode
-	ns.Close()
+	defer ns.Close()
+	rc, err := ns.SyscallConn()
 	if err != nil {
-		q.Errno(unix.EMFILE)
+		q.Errno(unix.EBADF)
 		return
 	}
-	blocking, err := r.copySockopts(sfd, nfd, family)
-	if err != nil {
-		unix.Close(nfd)
-		q.Errno(errnoOf(err))
-		return
-	}
-	// Connect without blocking; a blocking program socket then waits for the outcome.
-	unix.SetNonblock(nfd, true)
-	cerr := unix.Connect(nfd, toUnix(family, dst))
-	if cerr == unix.EINPROGRESS && blocking {
-		if writable(nfd, 0) {
-			cerr = soError(nfd)
-		} else {
-			timeout, _ := unix.GetsockoptTimeval(sfd, unix.SOL_SOCKET, unix.SO_SNDTIMEO)
-			r.goHandle(q, func() {
-				r.finishPlace(q, fd, nfd, waitConnect(q, nfd, timeout), blocking, dst)
-			})
-			return
+	var oerr error
+	rc.Control(func(nfd uintptr) {
+		var blocking bool
+		if blocking, oerr = r.copySockopts(sfd, int(nfd), family); oerr == nil {
+			oerr = unix.SetNonblock(int(nfd), !blocking)
 		}
-	}
-	r.finishPlace(q, fd, nfd, cerr, blocking, dst)
-}
-
-// finishPlace puts nfd, connected (or connecting) with outcome cerr, in place of the program's
-// fd and answers q; it takes nfd over and closes it.
-func (r *Redirector) finishPlace(q *intercept.Request, fd, nfd int, cerr error, blocking bool, dst netip.AddrPort) {
-	f := os.NewFile(uintptr(nfd), "target-socket")
-	defer f.Close()
-	if cerr != nil && cerr != unix.EINPROGRESS {
-		// Like the kernel: the connect failed and the program's socket is as it was.
-		q.Errno(errnoOf(cerr))
+	})
+	if oerr != nil {
+		q.Errno(errnoOf(oerr))
 		return
 	}
-	if blocking {
-		unix.SetNonblock(nfd, false)
-	}
-	if err := q.AddFDAt(f, fd, cloexecOf(q.Pid(), fd)); err != nil {
+	if err := q.AddFDAt(ns, fd, cloexecOf(q.Pid(), fd)); err != nil {
 		r.log.Debug("put the target's socket in place", "err", err)
 		q.Errno(unix.EBADF)
 		return
 	}
 	r.log.Debug("connect in place", "dst", dst, "fd", fd)
-	if cerr == unix.EINPROGRESS {
-		q.Errno(unix.EINPROGRESS)
-	} else {
-		q.Return(0)
-	}
-}
-
-// writable polls fd for POLLOUT for at most ms milliseconds.
-func writable(fd, ms int) bool {
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	n, err := unix.Poll(p, ms)
-	return err == nil && n > 0
-}
-
-// soError returns the outcome of a finished non-blocking connect.
-func soError(fd int) error {
-	e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return err
-	}
-	if e != 0 {
-		return syscall.Errno(e)
-	}
-	return nil
-}
-
-// waitConnect waits for the connect of fd to finish as a blocking connect would: until done,
-// until the program's SO_SNDTIMEO (then EINPROGRESS, as the kernel answers), or until the
-// program is gone.
-func waitConnect(q *intercept.Request, fd int, timeout *unix.Timeval) error {
-	var deadline time.Time
-	if timeout != nil && (timeout.Sec != 0 || timeout.Usec != 0) {
-		deadline = time.Now().Add(time.Duration(timeout.Nano()))
-	}
-	for !writable(fd, 200) {
-		if !q.Valid() {
-			return unix.EINTR
-		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			return unix.EINPROGRESS
-		}
-	}
-	return soError(fd)
+	q.Continue()
 }
 
 // inPlaceOK says whether the program's socket can be replaced: plain TCP, unbound, and not
