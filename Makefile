@@ -1,5 +1,7 @@
 # doppel's build and test entry points. `make help` lists them.
 SHELL := /bin/bash
+# sudo's secure_path leaves out Go's usual home: add it, so that `sudo make ...` finds go.
+export PATH := $(PATH):/usr/local/go/bin
 .DEFAULT_GOAL := help
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
