@@ -58,8 +58,8 @@ print(resp.split(b"\r\n\r\n", 1)[1].decode(), end="")
 `
 
 // pyNonBlockingConnect connects a non-blocking socket to IP PORT: connect_ex must give
-// EINPROGRESS, the socket becomes writable with SO_ERROR 0 and getpeername answers that
-// address; then it fetches /whoami.
+// EINPROGRESS, the socket becomes writable with SO_ERROR 0, getpeername answers that address
+// and a second connect_ex says it is connected; then it fetches /whoami.
 const pyNonBlockingConnect = `
 import errno, select, socket, sys
 ip, port = sys.argv[1], int(sys.argv[2])
@@ -74,6 +74,11 @@ assert err == 0, "SO_ERROR %s" % errno.errorcode.get(err, err)
 peer = s.getpeername()
 assert peer == (ip, port), "getpeername %s, want %s" % (peer, (ip, port))
 print("nonblocking: EINPROGRESS, SO_ERROR 0, peer %s:%d" % peer)
+# A program that polls its connect by calling it again gets the kernel's answer: EISCONN, which
+# CPython's connect_ex reports as 0.
+again = s.connect_ex((ip, port))
+assert again in (0, errno.EISCONN), "second connect_ex: %s, want EISCONN" % errno.errorcode.get(again, again)
+print("second connect: connected")
 s.setblocking(True)
 s.sendall(b"GET /whoami HTTP/1.0\r\nHost: doppel-test\r\n\r\n")
 resp = b""
@@ -253,7 +258,7 @@ func clientCases(t *testing.T) []clientCase {
 		{
 			name: "python-nonblocking-connect",
 			argv: []string{"/usr/bin/python3", "-c", pyNonBlockingConnect, testenv.NginxIP, "80"},
-			want: []string{"nonblocking: EINPROGRESS, SO_ERROR 0, peer " + testenv.NginxIP + ":80\n", testenv.PodIP + "\n"},
+			want: []string{"nonblocking: EINPROGRESS, SO_ERROR 0, peer " + testenv.NginxIP + ":80\n", "second connect: connected\n", testenv.PodIP + "\n"},
 		},
 		{
 			// Nothing listens on port 81 of the nginx service: the cluster refuses; the laptop
