@@ -111,7 +111,7 @@ func Run(ctx context.Context, opt Options) error {
 				conn.Close()
 				continue
 			}
-			s, err := yamux.Server(conn, yamuxConfig())
+			s, err := yamux.Server(conn, wire.MuxConfig())
 			if err != nil {
 				conn.Close()
 				continue
@@ -125,16 +125,6 @@ func Run(ctx context.Context, opt Options) error {
 			}(s, sessionDone)
 		}
 	}
-}
-
-// YamuxConfig is the multiplexer configuration both sides use.
-func yamuxConfig() *yamux.Config {
-	c := yamux.DefaultConfig()
-	c.LogOutput = io.Discard
-	c.KeepAliveInterval = 5 * time.Second
-	c.ConnectionWriteTimeout = 10 * time.Second
-	c.MaxStreamWindowSize = 1 << 20
-	return c
 }
 
 type agent struct {

@@ -70,12 +70,7 @@ func Handshake(ctx context.Context, conn net.Conn, secret [wire.SecretSize]byte)
 		return nil, fmt.Errorf("%w: %s", ErrRejected, w.Message)
 	}
 	conn.SetDeadline(time.Time{})
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	cfg.KeepAliveInterval = 5 * time.Second
-	cfg.ConnectionWriteTimeout = 10 * time.Second
-	cfg.MaxStreamWindowSize = 1 << 20
-	mux, err := yamux.Client(conn, cfg)
+	mux, err := yamux.Client(conn, wire.MuxConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // Version is the protocol version this build speaks. A client and an agent of different
@@ -347,6 +350,17 @@ func truncate(s string) string {
 		return s[:MaxBody]
 	}
 	return s
+}
+
+// MuxConfig is the stream multiplexer's configuration, the same on both sides: keep-alives every
+// 5 s detect a dead peer; a write that cannot go out within 10 s fails the session.
+func MuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.LogOutput = io.Discard
+	c.KeepAliveInterval = 5 * time.Second
+	c.ConnectionWriteTimeout = 10 * time.Second
+	c.MaxStreamWindowSize = 1 << 20
+	return c
 }
 
 // Splice copies a to b and b to a until both directions are done, passing each direction's end

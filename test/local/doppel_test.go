@@ -65,6 +65,16 @@ func runDoppelArgs(t *testing.T, tp *testenv.Topology, doppel, dir string, env [
 	cmd.Env = append(cmd.Env, sudoEnv...)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Dir = dir
+	r := run(cmd)
+	if ctx.Err() != nil {
+		t.Errorf("doppel %v did not end within 30s\nstderr:\n%s", args, r.stderr)
+	}
+	checkNoLeftovers(t, doppel)
+	return r
+}
+
+// run runs cmd to its end and returns what it printed and how it ended.
+func run(cmd *exec.Cmd) result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -73,10 +83,6 @@ func runDoppelArgs(t *testing.T, tp *testenv.Topology, doppel, dir string, env [
 	if cmd.ProcessState != nil {
 		r.exitCode = cmd.ProcessState.ExitCode()
 	}
-	if ctx.Err() != nil {
-		t.Errorf("doppel %v did not end within 30s\nstderr:\n%s", args, r.stderr)
-	}
-	checkNoLeftovers(t, doppel)
 	return r
 }
 

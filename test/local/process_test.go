@@ -186,15 +186,7 @@ func TestDoppelExecNotRoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	argv := testenv.AsNobody(append([]string{doppel}, execArgs(tp, nil, []string{"sh", "-c", "echo started"})...)...)
-	cmd := tp.InLaptop(ctx, argv[0], argv[1:]...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String(), exitCode: -1, err: err, elapsed: time.Since(start)}
-	if cmd.ProcessState != nil {
-		r.exitCode = cmd.ProcessState.ExitCode()
-	}
+	r := run(tp.InLaptop(ctx, argv[0], argv[1:]...))
 	checkRefused(t, r, "sudo")
 	checkNoLeftovers(t, doppel)
 }
