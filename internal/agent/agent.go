@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"doppel.dev/doppel/internal/incoming"
 	"doppel.dev/doppel/internal/wire"
 )
 
@@ -71,6 +72,9 @@ func Run(ctx context.Context, opt Options) error {
 	})
 
 	a := &agent{opt: opt, target: t, log: opt.Logger, conns: make(chan net.Conn)}
+	a.incoming = t.newIncoming(opt.Logger)
+	// Last out: remove the incoming rules, then let connections in flight finish.
+	defer a.incoming.Close()
 	defer opt.Listener.Close()
 	wg.Go(func() { a.acceptLoop(ctx) })
 	if opt.Sockets != nil {
@@ -128,10 +132,11 @@ func Run(ctx context.Context, opt Options) error {
 }
 
 type agent struct {
-	opt    Options
-	target *target
-	log    *slog.Logger
-	conns  chan net.Conn
+	opt      Options
+	target   *target
+	log      *slog.Logger
+	conns    chan net.Conn
+	incoming *incoming.Engine
 }
 
 func (a *agent) acceptLoop(ctx context.Context) {
@@ -189,12 +194,12 @@ func (a *agent) serve(ctx context.Context, s *yamux.Session) {
 		go func() {
 			defer wg.Done()
 			defer st.Close()
-			a.handle(ctx, st)
+			a.handle(ctx, s, st)
 		}()
 	}
 }
 
-func (a *agent) handle(ctx context.Context, st net.Conn) {
+func (a *agent) handle(ctx context.Context, s *yamux.Session, st net.Conn) {
 	st.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	req, err := wire.ReadRequest(st)
 	if err != nil {
@@ -211,7 +216,37 @@ func (a *agent) handle(ctx context.Context, st net.Conn) {
 		a.readFile(st, req.Path)
 	case wire.KindInfo:
 		a.info(st)
+	case wire.KindSubscribe:
+		a.subscribe(s, st, req.Sub)
 	}
+}
+
+// subscribe redirects a port of the target to the agent for as long as the stream stays open;
+// each connection goes to the client on a stream the agent opens.
+func (a *agent) subscribe(s *yamux.Session, st net.Conn, sub wire.Subscription) {
+	deliver := func(ctx context.Context, in wire.Incoming) (net.Conn, error) {
+		c, err := s.OpenStream()
+		if err != nil {
+			return nil, err
+		}
+		if err := wire.WriteRequest(c, wire.Request{Kind: wire.KindIncoming, Incoming: in}); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	unsubscribe, err := a.incoming.Subscribe(sub, deliver)
+	if err != nil {
+		a.log.Warn("subscription refused", "port", sub.Port, "err", err)
+		reply(st, err)
+		return
+	}
+	defer unsubscribe()
+	if reply(st, nil) != nil {
+		return
+	}
+	// The client sends nothing more; the stream's end (or the session's) ends the subscription.
+	io.Copy(io.Discard, st)
 }
 
 func reply(w io.Writer, err error) error {

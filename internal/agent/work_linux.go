@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"doppel.dev/doppel/internal/incoming"
 	"doppel.dev/doppel/internal/wire"
 )
 
@@ -276,4 +278,9 @@ func errnoOf(err error) syscall.Errno {
 		return syscall.ETIMEDOUT
 	}
 	return syscall.EIO
+}
+
+// newIncoming returns the incoming engine for the target's network namespace.
+func (t *target) newIncoming(log *slog.Logger) *incoming.Engine {
+	return incoming.New(incoming.Options{NetnsFD: t.netns.target, InNetns: t.netns.Do, Logger: log})
 }

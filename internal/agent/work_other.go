@@ -5,11 +5,13 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 
+	"doppel.dev/doppel/internal/incoming"
 	"doppel.dev/doppel/internal/intercept"
 )
 
@@ -28,3 +30,7 @@ func (a *agent) info(net.Conn)                                     {}
 func errnoOf(error) uint16                                         { return 5 }
 
 func (a *agent) serveSockets(context.Context, *os.File) {}
+
+func (t *target) newIncoming(log *slog.Logger) *incoming.Engine {
+	return incoming.New(incoming.Options{Logger: log})
+}

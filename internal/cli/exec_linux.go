@@ -37,6 +37,9 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
+	if cfg.Incoming.IsEnabled() && cfg.Incoming.Mirror == config.MirrorCapture {
+		return fail(errors.New("incoming.mirror: capture (--mirror-capture) is not available in this build yet; leave it at redirect"))
+	}
 	tgt, err := target.Parse(cfg.Target)
 	if err != nil {
 		return fail(err)
@@ -109,6 +112,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		Outgoing: cfg.Outgoing.IsEnabled(),
 		Route:    matcher,
 		DNS:      cfg.DNS.IsEnabled(),
+		Incoming: incomingOptions(cfg, run),
 		Sockets:  ag.sockets,
 		Files:    files,
 		Hostname: info.Hostname,
@@ -175,6 +179,28 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		return fail(fmt.Errorf("%v; stopped the program", lost))
 	}
 	return &exitError{code: exitStatus(state)}
+}
+
+// incomingOptions are the redirector's incoming settings, nil when incoming traffic is off.
+func incomingOptions(cfg *config.Config, run *programSpec) *session.IncomingOptions {
+	in := cfg.Incoming
+	if !in.IsEnabled() {
+		return nil
+	}
+
+	opt := &session.IncomingOptions{
+		Mode:       wire.ModeMirror,
+		TargetPort: in.TargetPort,
+		UID:        os.Geteuid(),
+	}
+	if in.Steals() {
+		opt.Mode = wire.ModeSteal
+		opt.Filter = wire.HTTPFilter{Headers: in.HTTP.Headers, Path: in.HTTP.Path, Methods: in.HTTP.Methods}
+	}
+	if run.cred != nil {
+		opt.UID = int(run.cred.Uid)
+	}
+	return opt
 }
 
 // run is what the program is started with.

@@ -87,7 +87,7 @@ type decoder struct {
 	merges int
 }
 
-// parse decodes data over Default() and validates the result.
+// parse decodes data over Default(), normalizes it and validates the result.
 func parse(name string, data []byte) (*Config, []Problem) {
 	c := Default()
 	d := &decoder{file: name, pos: map[string]*yaml.Node{}, bad: map[string]bool{}}
@@ -112,8 +112,9 @@ func parse(name string, data []byte) (*Config, []Problem) {
 		d.problems = append(d.problems, d.syntaxProblem(err))
 	}
 
+	c.normalize()
 	for _, fe := range c.validate() {
-		if d.bad[fe.path] {
+		if d.bad[fe.path] || slices.ContainsFunc(fe.reads, func(p string) bool { return d.bad[p] }) {
 			continue
 		}
 		p := Problem{File: name, Msg: fe.path + ": " + fe.err.Error()}

@@ -25,6 +25,20 @@ func full() *Config {
 			GracePeriod: Duration(90 * time.Second),
 			Listen:      "[::1]:7000",
 		},
+		Incoming: Incoming{
+			Enabled: ptr(false),
+			Mode:    ModeSteal,
+			Mirror:  MirrorRedirect,
+			Ports: IncomingPorts{
+				Map:    []string{"8080:80", "9443:443"},
+				Ignore: []string{"9090", "9000-9010"},
+			},
+			HTTP: HTTPFilter{
+				Headers: []string{"X-Debug-User: ^alice$", "traceparent:"},
+				Path:    "^/api/",
+				Methods: []string{"GET", "POST"},
+			},
+		},
 		Outgoing: Outgoing{
 			Enabled: ptr(true),
 			Local: Filter{
@@ -217,6 +231,42 @@ func TestCheck(t *testing.T) {
 			name: "zero grace period is a value",
 			in:   "agent: {gracePeriod: 0s}\n",
 		},
+		{name: "port mapping unquoted", in: "incoming:\n  ports:\n    map:\n      - 8080:80\n    ignore: [9090]\n"},
+		{name: "HTTP filter with steal", in: "incoming: {mode: steal, http: {headers: ['X-User: alice'], methods: [get]}}\n"},
+		{name: "same port mapping twice", in: "incoming: {ports: {map: ['80:8080', 80:8080]}}\n"},
+		{
+			name: "incoming typo",
+			in:   "incoming:\n  mod: steal\n",
+			want: []Problem{{File: "f", Line: 2, Column: 3, Msg: `unknown key "mod" in incoming (did you mean "mode"?)`}},
+		},
+		{
+			name: "incoming nested typos",
+			in:   "incoming: {ports: {maps: []}, htpp: {}}\n",
+			want: []Problem{
+				{File: "f", Line: 1, Column: 20, Msg: `unknown key "maps" in incoming.ports (did you mean "map"?)`},
+				{File: "f", Line: 1, Column: 31, Msg: `unknown key "htpp" in incoming (did you mean "http"?)`},
+			},
+		},
+		{
+			name: "HTTP filter without steal",
+			in:   "incoming:\n  http:\n    path: ^/api/\n",
+			want: []Problem{{File: "f", Line: 3, Column: 5, Msg: `incoming.http: an HTTP filter picks the requests to steal, and incoming.mode is mirror: add incoming.mode: steal (or the flag --steal)`}},
+		},
+		{
+			name: "capture cannot steal",
+			in:   "incoming: {mode: steal, mirror: capture}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 33, Msg: `incoming.mirror: "capture" only copies connections and cannot steal them: set incoming.mode to mirror or incoming.mirror to redirect`}},
+		},
+		{
+			name: "mode of the wrong type silences the checks that read it",
+			in:   "incoming: {mode: [steal], http: {path: x}}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 18, Msg: `incoming.mode: want a string, got a list`}},
+		},
+		{
+			name: "empty mode does not mean the default",
+			in:   "incoming: {mode: ''}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 18, Msg: `incoming.mode: unknown mode "": want mirror or steal`}},
+		},
 		{
 			name: "syntax error without a line",
 			in:   "target: \"\\q\"\n",
@@ -334,6 +384,7 @@ func FuzzCheck(f *testing.F) {
 		"env: {override: {\"<<\": x, \"~\": \"~\", \"1\": 2, A: \"\\u0000\"}}\n",
 		"dns: {enabled: !!bool \"yes\"}\nagent: {gracePeriod: 9223372036s}\n",
 		"a: &a [*a]\n",
+		"incoming: {mode: steal, ports: {map: [1:2, '2:1'], ignore: [1-3]}, http: {headers: ['a: b', 'c:'], path: x, methods: [get]}}\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -17,6 +17,8 @@ type Config struct {
 	LogLevel string `json:"logLevel,omitempty" yaml:"logLevel,omitempty"`
 	// Agent configures the short-lived agent started beside the target.
 	Agent AgentConfig `json:"agent" yaml:"agent"`
+	// Incoming configures the target's incoming traffic that the program receives.
+	Incoming Incoming `json:"incoming" yaml:"incoming"`
 	// Outgoing chooses which of the program's outgoing connections leave from the target's network.
 	Outgoing Outgoing `json:"outgoing" yaml:"outgoing"`
 	// DNS configures name resolution as the target does it.
@@ -37,6 +39,60 @@ type AgentConfig struct {
 	// AllowNonLoopback lets listen be a non-loopback address, which makes the agent reachable
 	// from the target's network, guarded only by the session's secret. Default false.
 	AllowNonLoopback bool `json:"allowNonLoopback,omitempty" yaml:"allowNonLoopback,omitempty"`
+}
+
+// Incoming configures which of the target's incoming connections the program receives, and how.
+type Incoming struct {
+	// Enabled subscribes the program to the target's incoming traffic: when the program listens
+	// on a port, it receives the connections that reach that port of the target (or the port
+	// ports.map names). Default true; the flag --no-incoming sets it to false.
+	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	// Mode is "mirror" or "steal". In mirror mode the program gets a copy of each connection
+	// while the target's own service keeps answering the real clients, and the program's answers
+	// are discarded. In steal mode the program serves the connections, or only the HTTP requests
+	// that http matches, and the target's service does not see them. Default mirror; the flag
+	// --steal sets steal.
+	Mode string `json:"mode,omitempty" yaml:"mode,omitempty" jsonschema:"enum=mirror,enum=steal,default=mirror"`
+	// Mirror is how mirror mode copies connections: "redirect" passes them through the agent
+	// with nftables rules in the target's network namespace; "capture" copies packets passively
+	// with a packet socket, writes no rules and needs no NET_ADMIN, but delivers a stream that
+	// lost segments marked incomplete. Capture cannot steal, so it needs mode mirror. Default
+	// redirect; the flag --mirror-capture sets capture.
+	Mirror string `json:"mirror,omitempty" yaml:"mirror,omitempty" jsonschema:"enum=redirect,enum=capture,default=redirect"`
+	// Ports chooses which of the target's ports each port the program listens on receives.
+	Ports IncomingPorts `json:"ports" yaml:"ports"`
+	// HTTP steals only the HTTP requests it matches and leaves the others to the target's own
+	// service. It needs mode steal.
+	HTTP HTTPFilter `json:"http" yaml:"http"`
+}
+
+// IncomingPorts chooses which of the target's ports each port the program listens on receives.
+// A port that map does not name receives the target's port of the same number, unless map sends
+// another local port there; then it stays on this machine.
+type IncomingPorts struct {
+	// Map lists "LOCAL:TARGET" pairs like "8080:80": when the program listens on port 8080 it
+	// receives the target's port 80. A local port may map to one target port only, and a target
+	// port may receive one local port only. The flag --port-map adds one.
+	Map []string `json:"map,omitempty" yaml:"map,omitempty" jsonschema:"pattern=^[0-9]+:[0-9]+$"`
+	// Ignore lists ports like "9090" or inclusive ranges like "9000-9100" on which the program's
+	// listens stay on this machine; ignore wins over map. The flag --ignore-port adds one.
+	Ignore []string `json:"ignore,omitempty" yaml:"ignore,omitempty"`
+}
+
+// HTTPFilter matches HTTP requests. A request matches when every entry of headers, the path
+// and any one of methods match it; a part left empty matches every request.
+type HTTPFilter struct {
+	// Headers lists "Name: regex" entries like "X-Debug-User: alice": the request must have the
+	// header, its name compared without regard to case, with a value the regular expression
+	// (Go RE2 syntax) matches; the expression matches anywhere in the value unless anchored with
+	// ^ and $, and an empty one matches any value. The flag --http-header adds one.
+	Headers []string `json:"headers,omitempty" yaml:"headers,omitempty"`
+	// Path is a regular expression (Go RE2 syntax) that must match the request's path and query,
+	// like "/api/orders?id=7", anywhere unless anchored with ^ and $. The flag --http-path sets it.
+	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	// Methods lists HTTP methods like "GET" or "POST", written in any case: the request's method
+	// must be one of them. The flag --http-method adds one.
+	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
 }
 
 // Outgoing chooses which outgoing connections of the program leave from the target's network
@@ -121,9 +177,29 @@ const (
 	DefaultListen      = "127.0.0.1:0"
 )
 
+// Values of Incoming.Mode.
+const (
+	ModeMirror = "mirror" // the program gets a copy of each connection
+	ModeSteal  = "steal"  // the program serves the connections
+)
+
+// Values of Incoming.Mirror.
+const (
+	MirrorRedirect = "redirect" // nftables rules send the connections through the agent
+	MirrorCapture  = "capture"  // a packet socket copies the packets passively
+)
+
+// IncomingModes and MirrorMethods are the values Incoming.Mode and
+// Incoming.Mirror accept, the default first.
+var (
+	IncomingModes = []string{ModeMirror, ModeSteal}
+	MirrorMethods = []string{MirrorRedirect, MirrorCapture}
+)
+
 // Default returns a Config with every default filled in: log level info, a
-// 5s agent grace period, the agent on 127.0.0.1:0, and outgoing traffic, DNS
-// and the environment all taken from the target.
+// 5s agent grace period, the agent on 127.0.0.1:0, incoming traffic mirrored
+// through redirect rules, and outgoing traffic, DNS and the environment all
+// taken from the target.
 func Default() *Config {
 	return &Config{
 		LogLevel: DefaultLogLevel,
@@ -131,11 +207,22 @@ func Default() *Config {
 			GracePeriod: Duration(DefaultGracePeriod),
 			Listen:      DefaultListen,
 		},
+		Incoming: Incoming{Enabled: ptr(true), Mode: ModeMirror, Mirror: MirrorRedirect},
 		Outgoing: Outgoing{Enabled: ptr(true)},
 		DNS:      DNS{Enabled: ptr(true)},
 		Env:      Env{Enabled: ptr(true)},
 	}
 }
+
+// IsEnabled reports whether the program receives the target's incoming traffic (nil means the
+// default, true).
+func (in Incoming) IsEnabled() bool { return in.Enabled == nil || *in.Enabled }
+
+// Steals reports whether the program serves the target's connections rather than copies of them.
+func (in Incoming) Steals() bool { return in.Mode == ModeSteal }
+
+// IsSet reports whether h filters anything: any header, a path or any method.
+func (h HTTPFilter) IsSet() bool { return len(h.Headers) > 0 || h.Path != "" || len(h.Methods) > 0 }
 
 // IsEnabled reports whether outgoing connections go out from the target (nil means the default,
 // true).

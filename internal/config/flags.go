@@ -18,6 +18,14 @@ type Flags struct {
 	logLevel    string
 	agentGrace  time.Duration
 	agentListen string
+	noIncoming  bool
+	steal       bool
+	capture     bool
+	portMap     []string
+	ignorePorts []string
+	httpHeaders []string
+	httpPath    string
+	httpMethods []string
 	noOutgoing  bool
 	noPass      bool
 	local       filterFlags
@@ -41,6 +49,14 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.logLevel, "log-level", "", "least severe level logged: debug, info, warn or error (default info; config: logLevel)")
 	fs.DurationVar(&f.agentGrace, "agent-grace", 0, "how long the agent waits for a lost client before it exits (default 5s; config: agent.gracePeriod)")
 	fs.StringVar(&f.agentListen, "agent-listen", "", `loopback address the agent listens on (default "127.0.0.1:0"; config: agent.listen)`)
+	fs.BoolVar(&f.noIncoming, "no-incoming", false, "receive none of the target's incoming traffic: the program's listening ports stay on this machine (config: incoming.enabled: false)")
+	fs.BoolVar(&f.steal, "steal", false, "serve the target's incoming connections instead of copies of them; the target's own service no longer gets them (config: incoming.mode: steal)")
+	fs.BoolVar(&f.capture, "mirror-capture", false, "mirror by passive packet capture: no rules written, no NET_ADMIN, but a stream that lost segments arrives marked incomplete (config: incoming.mirror: capture)")
+	fs.StringSliceVar(&f.portMap, "port-map", nil, `when the program listens on LOCAL, give it the target's port TARGET, e.g. "8080:80"; repeatable (config: incoming.ports.map)`)
+	fs.StringSliceVar(&f.ignorePorts, "ignore-port", nil, `keep the program's listens on this port or range on this machine, e.g. "9090" or "9000-9100"; repeatable (config: incoming.ports.ignore)`)
+	fs.StringArrayVar(&f.httpHeaders, "http-header", nil, `with --steal, take only requests with a header matching "Name: regex", e.g. "X-Debug-User: alice"; repeatable, all must match (config: incoming.http.headers)`)
+	fs.StringVar(&f.httpPath, "http-path", "", `with --steal, take only requests whose path and query match this regex, e.g. "^/api/" (config: incoming.http.path)`)
+	fs.StringSliceVar(&f.httpMethods, "http-method", nil, `with --steal, take only requests with this method, e.g. "GET"; repeatable, any may match (config: incoming.http.methods)`)
 	fs.BoolVar(&f.noOutgoing, "no-outgoing", false, "keep all outgoing connections on this machine (config: outgoing.enabled: false)")
 	fs.BoolVar(&f.noPass, "no-socket-passing", false, "send TCP through doppel's proxy instead of handing the program sockets of the local target's network (config: outgoing.passSockets: false)")
 	bindFilter(fs, &f.local, "local", "stays on this machine")
@@ -61,8 +77,8 @@ func bindFilter(fs *pflag.FlagSet, ff *filterFlags, side, does string) {
 
 // Apply lays the flags that were set on the command line over c: single
 // values replace the file's, list flags append to the file's lists, --env
-// entries replace the file's override of the same name. It then validates
-// c, naming the flag when a flag's value is at fault.
+// entries replace the file's override of the same name. It then normalizes
+// and validates c, naming the flag when a flag's value is at fault.
 func (f *Flags) Apply(c *Config) error {
 	var errs []error
 	check := func(flag, value string, err error) {
@@ -89,6 +105,7 @@ func (f *Flags) Apply(c *Config) error {
 		check("agent-listen", f.agentListen, checkListen(f.agentListen, c.Agent.AllowNonLoopback))
 		c.Agent.Listen = f.agentListen
 	}
+	errs = append(errs, f.applyIncoming(c)...)
 	if changed("no-outgoing") {
 		c.Outgoing.Enabled = ptr(!f.noOutgoing)
 	}
@@ -147,5 +164,90 @@ func (f *Flags) Apply(c *Config) error {
 	}
 	// The flags are fine on their own; the file may still hold a bad value
 	// when c did not come from Load.
+	c.normalize()
 	return c.Validate()
+}
+
+// applyIncoming lays the incoming flags over c.Incoming. Besides each flag's
+// own value, it reports the flags that contradict each other or the file, in
+// terms of the flags, before Validate would report them in the file's terms.
+func (f *Flags) applyIncoming(c *Config) []error {
+	var errs []error
+	check := func(flag, value string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: %w", flag, value, err))
+		}
+	}
+	changed := f.fs.Changed
+	in := &c.Incoming
+
+	if changed("no-incoming") {
+		in.Enabled = ptr(!f.noIncoming)
+	}
+	if changed("steal") {
+		in.Mode = ModeMirror
+		if f.steal {
+			in.Mode = ModeSteal
+		}
+	}
+	if changed("mirror-capture") {
+		in.Mirror = MirrorRedirect
+		if f.capture {
+			in.Mirror = MirrorCapture
+		}
+	}
+	if in.Mode == ModeSteal && in.Mirror == MirrorCapture {
+		switch {
+		case f.steal && f.capture:
+			errs = append(errs, errors.New("--steal and --mirror-capture: a passive capture only copies connections and cannot steal them; give one of the two"))
+		case f.steal:
+			errs = append(errs, errors.New("--steal: incoming.mirror is capture in the configuration file, which only copies connections; set it to redirect, or drop --steal"))
+		case f.capture:
+			errs = append(errs, errors.New("--mirror-capture: incoming.mode is steal in the configuration file, and a passive capture cannot steal; set it to mirror, or drop --mirror-capture"))
+		}
+	}
+
+	for _, s := range f.portMap {
+		check("port-map", s, checkPortMapping(s))
+	}
+	for _, s := range f.ignorePorts {
+		check("ignore-port", s, checkPorts(s))
+	}
+	in.Ports.Map = append(in.Ports.Map, f.portMap...)
+	in.Ports.Ignore = append(in.Ports.Ignore, f.ignorePorts...)
+	// A flag's mapping may clash with the file's or another flag's.
+	first := len(in.Ports.Map) - len(f.portMap)
+	for i, err := range checkPortMap(in.Ports.Map) {
+		if i >= first {
+			check("port-map", in.Ports.Map[i], err)
+		}
+	}
+
+	for _, s := range f.httpHeaders {
+		check("http-header", s, checkHeaderFilter(s))
+	}
+	for _, s := range f.httpMethods {
+		check("http-method", s, checkMethod(s))
+	}
+	if changed("http-path") {
+		check("http-path", f.httpPath, checkPathFilter(f.httpPath))
+		in.HTTP.Path = f.httpPath
+	}
+	in.HTTP.Headers = append(in.HTTP.Headers, f.httpHeaders...)
+	in.HTTP.Methods = append(in.HTTP.Methods, f.httpMethods...)
+	var filters []string
+	if len(f.httpHeaders) > 0 {
+		filters = append(filters, "--http-header")
+	}
+	if f.httpPath != "" {
+		filters = append(filters, "--http-path")
+	}
+	if len(f.httpMethods) > 0 {
+		filters = append(filters, "--http-method")
+	}
+	if len(filters) > 0 && in.Mode == ModeMirror {
+		errs = append(errs, fmt.Errorf("%s: an HTTP filter picks the requests to steal, and incoming traffic is mirrored; add --steal (or incoming.mode: steal in the configuration file)",
+			strings.Join(filters, ", ")))
+	}
+	return errs
 }

@@ -79,6 +79,70 @@ func TestFlagsApply(t *testing.T) {
 			want: func(c *Config) { c.Env.Override = map[string]string{"A": "flag", "B": "file", "C": "x=y,z", "E": ""} },
 		},
 		{
+			name: "incoming switches",
+			args: []string{"--no-incoming", "--steal"},
+			want: func(c *Config) {
+				c.Incoming.Enabled = ptr(false)
+				c.Incoming.Mode = ModeSteal
+			},
+		},
+		{
+			name: "mirror by capture",
+			args: []string{"--mirror-capture"},
+			want: func(c *Config) { c.Incoming.Mirror = MirrorCapture },
+		},
+		{
+			name: "steal and capture set to false",
+			file: func() *Config {
+				c := Default()
+				c.Incoming.Mode = ModeSteal
+				c.Incoming.Mirror = MirrorCapture
+				c.Incoming.Enabled = ptr(false)
+				return c
+			}(),
+			args: []string{"--steal=false", "--mirror-capture=false", "--no-incoming=false"},
+			want: func(c *Config) {
+				c.Incoming.Mode = ModeMirror
+				c.Incoming.Mirror = MirrorRedirect
+				c.Incoming.Enabled = ptr(true)
+			},
+		},
+		{
+			name: "incoming lists append to the file's",
+			file: func() *Config {
+				c := Default()
+				c.Incoming.Ports.Map = []string{"8080:80"}
+				c.Incoming.Ports.Ignore = []string{"22"}
+				c.Incoming.HTTP.Headers = []string{"X-Team: orders"}
+				c.Incoming.HTTP.Path = "^/old/"
+				c.Incoming.HTTP.Methods = []string{"DELETE"}
+				c.Incoming.Mode = ModeSteal
+				return c
+			}(),
+			args: []string{
+				"--port-map", "9090:90,7000:70", "--port-map=8080:80", "--ignore-port", "9000-9100",
+				"--http-header", "X-Debug-User: ^(alice|bob)$, or {1,2}", "--http-header", "traceparent:",
+				"--http-path", "^/api/", "--http-method", "get", "--http-method", "Post,put",
+			},
+			want: func(c *Config) {
+				c.Incoming.Ports = IncomingPorts{
+					Map:    []string{"8080:80", "9090:90", "7000:70", "8080:80"},
+					Ignore: []string{"22", "9000-9100"},
+				}
+				c.Incoming.HTTP = HTTPFilter{
+					Headers: []string{"X-Team: orders", "X-Debug-User: ^(alice|bob)$, or {1,2}", "traceparent:"},
+					Path:    "^/api/",
+					Methods: []string{"DELETE", "GET", "POST", "PUT"},
+				}
+			},
+		},
+		{
+			name: "empty path clears the file's without needing steal",
+			file: func() *Config { c := Default(); c.Incoming.Mode = ModeSteal; c.Incoming.HTTP.Path = "^/a"; return c }(),
+			args: []string{"--http-path", "", "--steal=false"},
+			want: func(c *Config) { c.Incoming.HTTP.Path = ""; c.Incoming.Mode = ModeMirror },
+		},
+		{
 			name: "non-loopback listen allowed by the file",
 			file: func() *Config { c := Default(); c.Agent.AllowNonLoopback = true; return c }(),
 			args: []string{"--agent-listen", ":7000"},
@@ -125,6 +189,40 @@ func TestFlagsApplyErrors(t *testing.T) {
 		{args: []string{"--env", "NOEQUALS"}, want: `--env "NOEQUALS": want KEY=VALUE`},
 		{args: []string{"--env", "=v"}, want: `--env "=v": empty variable name`},
 		{args: []string{"--env-include", "A["}, want: `--env-include "A[": invalid variable name pattern`},
+		{args: []string{"--steal", "--mirror-capture"}, want: "--steal and --mirror-capture: a passive capture only copies connections and cannot steal them; give one of the two"},
+		{
+			args: []string{"--steal"},
+			file: func() *Config { c := Default(); c.Incoming.Mirror = MirrorCapture; return c }(),
+			want: "--steal: incoming.mirror is capture in the configuration file, which only copies connections; set it to redirect, or drop --steal",
+		},
+		{
+			args: []string{"--mirror-capture"},
+			file: func() *Config { c := Default(); c.Incoming.Mode = ModeSteal; return c }(),
+			want: "--mirror-capture: incoming.mode is steal in the configuration file, and a passive capture cannot steal; set it to mirror, or drop --mirror-capture",
+		},
+		{args: []string{"--http-path", "^/api/"}, want: "--http-path: an HTTP filter picks the requests to steal, and incoming traffic is mirrored; add --steal (or incoming.mode: steal in the configuration file)"},
+		{args: []string{"--http-method", "GET", "--http-header", "A: b"}, want: "--http-header, --http-method: an HTTP filter picks the requests to steal"},
+		{
+			args: []string{"--http-method", "GET", "--steal=false"},
+			file: func() *Config { c := Default(); c.Incoming.Mode = ModeSteal; return c }(),
+			want: "--http-method: an HTTP filter picks the requests to steal",
+		},
+		{args: []string{"--port-map", "8080"}, want: `--port-map "8080": invalid port mapping "8080": want LOCAL:TARGET like "8080:80"`},
+		{args: []string{"--port-map", "8080:80,8080:81"}, want: `--port-map "8080:81": local port 8080 is mapped twice, by "8080:80" and "8080:81": keep one`},
+		{
+			args: []string{"--port-map", "9090:80"},
+			file: func() *Config { c := Default(); c.Incoming.Ports.Map = []string{"8080:80"}; return c }(),
+			want: `--port-map "9090:80": target port 80 is mapped to by both "8080:80" and "9090:80"`,
+		},
+		{args: []string{"--ignore-port", "0"}, want: `--ignore-port "0": invalid port "0"`},
+		{args: []string{"--steal", "--http-header", "X User: a"}, want: `--http-header "X User: a": invalid header name "X User"`},
+		{args: []string{"--steal", "--http-path", "("}, want: `--http-path "(": invalid path regular expression "("`},
+		{args: []string{"--steal", "--http-method", "G T"}, want: `--http-method "G T": invalid HTTP method "G T"`},
+		{
+			// The file's own contradictions come out in the file's terms.
+			file: func() *Config { c := Default(); c.Incoming.HTTP.Path = "x"; return c }(),
+			want: "incoming.http: an HTTP filter picks the requests to steal, and incoming.mode is mirror: add incoming.mode: steal (or the flag --steal)",
+		},
 		{
 			// A Config not from Load may still hold bad values.
 			file: func() *Config { c := Default(); c.Outgoing.Remote.Ports = []string{"x"}; return c }(),
@@ -168,7 +266,11 @@ func clone(t *testing.T, c *Config) *Config {
 			out.Env.Override[k] = v
 		}
 	}
-	for _, p := range []**bool{&out.Outgoing.Enabled, &out.DNS.Enabled, &out.Env.Enabled} {
+	out.Incoming.Ports.Map = append([]string(nil), c.Incoming.Ports.Map...)
+	out.Incoming.Ports.Ignore = append([]string(nil), c.Incoming.Ports.Ignore...)
+	out.Incoming.HTTP.Headers = append([]string(nil), c.Incoming.HTTP.Headers...)
+	out.Incoming.HTTP.Methods = append([]string(nil), c.Incoming.HTTP.Methods...)
+	for _, p := range []**bool{&out.Incoming.Enabled, &out.Outgoing.Enabled, &out.DNS.Enabled, &out.Env.Enabled} {
 		if *p != nil {
 			*p = ptr(**p)
 		}

@@ -62,8 +62,19 @@ func mapType(t reflect.Type) *jsonschema.Schema {
 	}
 }
 
-// refine adds what reflection cannot know: the log levels, and ports that
-// may be numbers as well as strings.
+// tokenChars matches the characters of an HTTP token: header names and methods.
+const tokenChars = "[!#$%&'*+.^_`|~0-9A-Za-z-]"
+
+// Patterns of the entries of incoming.http.headers and incoming.http.methods,
+// for editors; the checks in incoming.go are the rule.
+const (
+	headerFilterPattern = `^\s*` + tokenChars + `+\s*:`
+	methodPattern       = "^" + tokenChars + "+$"
+)
+
+// refine adds what reflection cannot know: the log levels, ports that may be
+// numbers as well as strings, and the shape of HTTP filter entries. The
+// incoming mode and mirror method enums come from struct tags.
 func refine(s *jsonschema.Schema) error {
 	level, ok := s.Properties.Get("logLevel")
 	if !ok {
@@ -80,11 +91,36 @@ func refine(s *jsonschema.Schema) error {
 	if !ok {
 		return fmt.Errorf("no ports property in Filter")
 	}
-	ports.Items = &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
+	ports.Items = portItems()
+	incomingPorts := s.Definitions["IncomingPorts"]
+	if incomingPorts == nil {
+		return fmt.Errorf("no IncomingPorts definition")
+	}
+	ignore, ok := incomingPorts.Properties.Get("ignore")
+	if !ok {
+		return fmt.Errorf("no ignore property in IncomingPorts")
+	}
+	ignore.Items = portItems()
+	httpFilter := s.Definitions["HTTPFilter"]
+	if httpFilter == nil {
+		return fmt.Errorf("no HTTPFilter definition")
+	}
+	for name, pattern := range map[string]string{"headers": headerFilterPattern, "methods": methodPattern} {
+		p, ok := httpFilter.Properties.Get(name)
+		if !ok || p.Items == nil {
+			return fmt.Errorf("no %s list in HTTPFilter", name)
+		}
+		p.Items.Pattern = pattern
+	}
+	return nil
+}
+
+// portItems is the schema of a port or port range: "5432", "8000-8100" or 5432.
+func portItems() *jsonschema.Schema {
+	return &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
 		{Type: "string", Pattern: `^[0-9]+(-[0-9]+)?$`},
 		{Type: "integer", Minimum: json.Number("1"), Maximum: json.Number("65535")},
 	}}
-	return nil
 }
 
 // descriptions holds the doc comment of every type and field in config.go,
@@ -99,6 +135,7 @@ var descriptions = map[string]string{
 	"Config.Agent":                 "Agent configures the short-lived agent started beside the target.",
 	"Config.DNS":                   "DNS configures name resolution as the target does it.",
 	"Config.Env":                   "Env configures the environment variables the program gets from the target.",
+	"Config.Incoming":              "Incoming configures the target's incoming traffic that the program receives.",
 	"Config.LogLevel":              "LogLevel is the least severe level logged: debug, info, warn or error. Default info.",
 	"Config.Outgoing":              "Outgoing chooses which of the program's outgoing connections leave from the target's network.",
 	"Config.Schema":                "Schema is the address of the JSON Schema the file follows, for editors; doppel ignores it.",
@@ -115,9 +152,22 @@ var descriptions = map[string]string{
 	"Filter.CIDRs":                 "CIDRs lists address prefixes like \"10.0.0.0/8\" or single addresses like \"192.168.1.5\"; IPv4-mapped IPv6 addresses match their IPv4 form.",
 	"Filter.Hosts":                 "Hosts lists glob patterns (path.Match syntax) on the DNS names the program resolved for the address, like \"*.svc.cluster.local\"; matching ignores case and a trailing dot, and \"*\" also matches dots.",
 	"Filter.Ports":                 "Ports lists destination ports like \"5432\" or inclusive ranges like \"8000-8100\".",
+	"HTTPFilter":                   "HTTPFilter matches HTTP requests. A request matches when every entry of headers, the path and any one of methods match it; a part left empty matches every request.",
+	"HTTPFilter.Headers":           "Headers lists \"Name: regex\" entries like \"X-Debug-User: alice\": the request must have the header, its name compared without regard to case, with a value the regular expression (Go RE2 syntax) matches; the expression matches anywhere in the value unless anchored with ^ and $, and an empty one matches any value. The flag --http-header adds one.",
+	"HTTPFilter.Methods":           "Methods lists HTTP methods like \"GET\" or \"POST\", written in any case: the request's method must be one of them. The flag --http-method adds one.",
+	"HTTPFilter.Path":              "Path is a regular expression (Go RE2 syntax) that must match the request's path and query, like \"/api/orders?id=7\", anywhere unless anchored with ^ and $. The flag --http-path sets it.",
+	"Incoming":                     "Incoming configures which of the target's incoming connections the program receives, and how.",
+	"Incoming.Enabled":             "Enabled subscribes the program to the target's incoming traffic: when the program listens on a port, it receives the connections that reach that port of the target (or the port ports.map names). Default true; the flag --no-incoming sets it to false.",
+	"Incoming.HTTP":                "HTTP steals only the HTTP requests it matches and leaves the others to the target's own service. It needs mode steal.",
+	"Incoming.Mirror":              "Mirror is how mirror mode copies connections: \"redirect\" passes them through the agent with nftables rules in the target's network namespace; \"capture\" copies packets passively with a packet socket, writes no rules and needs no NET_ADMIN, but delivers a stream that lost segments marked incomplete. Capture cannot steal, so it needs mode mirror. Default redirect; the flag --mirror-capture sets capture.",
+	"Incoming.Mode":                "Mode is \"mirror\" or \"steal\". In mirror mode the program gets a copy of each connection while the target's own service keeps answering the real clients, and the program's answers are discarded. In steal mode the program serves the connections, or only the HTTP requests that http matches, and the target's service does not see them. Default mirror; the flag --steal sets steal.",
+	"Incoming.Ports":               "Ports chooses which of the target's ports each port the program listens on receives.",
+	"IncomingPorts":                "IncomingPorts chooses which of the target's ports each port the program listens on receives. A port that map does not name receives the target's port of the same number, unless map sends another local port there; then it stays on this machine.",
+	"IncomingPorts.Ignore":         "Ignore lists ports like \"9090\" or inclusive ranges like \"9000-9100\" on which the program's listens stay on this machine; ignore wins over map. The flag --ignore-port adds one.",
+	"IncomingPorts.Map":            "Map lists \"LOCAL:TARGET\" pairs like \"8080:80\": when the program listens on port 8080 it receives the target's port 80. A local port may map to one target port only, and a target port may receive one local port only. The flag --port-map adds one.",
 	"Outgoing":                     "Outgoing chooses which outgoing connections of the program leave from the target's network and which stay on this machine.",
-	"Outgoing.PassSockets":         "PassSockets lets the agent of a local target hand over sockets of the target's network, which doppel puts in the place of the program's TCP sockets, so the program's bytes do not pass through doppel. Default true; the flag --no-socket-passing sets it to false, and then TCP goes through doppel's local proxy and the agent connection.",
 	"Outgoing.Enabled":             "Enabled sends outgoing connections out from the target's network. Default true; the flag --no-outgoing sets it to false.",
 	"Outgoing.Local":               "Local lists destinations that stay on this machine. Loopback and unspecified addresses always stay local unless remote lists them.",
+	"Outgoing.PassSockets":         "PassSockets lets the agent of a local target hand over sockets of the target's network, which doppel puts in the place of the program's TCP sockets, so the program's bytes do not pass through doppel. Default true; the flag --no-socket-passing sets it to false, and then TCP goes through doppel's local proxy and the agent connection.",
 	"Outgoing.Remote":              "Remote lists destinations that always leave from the target's network; remote wins over local.",
 }

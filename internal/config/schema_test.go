@@ -116,6 +116,34 @@ func TestSchema(t *testing.T) {
 	if diff := cmp.Diff(map[string]any{"type": "string"}, override["additionalProperties"]); diff != "" {
 		t.Errorf("env.override values (-want +got):\n%s", diff)
 	}
+
+	// The enums in the struct tags are the values the checks accept, the
+	// default (what Default sets) first.
+	incoming := defs["Incoming"].(map[string]any)["properties"].(map[string]any)
+	for key, values := range map[string][]string{"mode": IncomingModes, "mirror": MirrorMethods} {
+		p := incoming[key].(map[string]any)
+		var want []any
+		for _, v := range values {
+			want = append(want, v)
+		}
+		if diff := cmp.Diff(want, p["enum"]); diff != "" {
+			t.Errorf("incoming.%s enum (-want +got):\n%s", key, diff)
+		}
+		if p["default"] != values[0] {
+			t.Errorf("incoming.%s default = %v, want %v", key, p["default"], values[0])
+		}
+	}
+	if d := Default().Incoming; d.Mode != IncomingModes[0] || d.Mirror != MirrorMethods[0] {
+		t.Errorf("Default() incoming mode %q, mirror %q; want the first of IncomingModes and MirrorMethods", d.Mode, d.Mirror)
+	}
+	mapItems := defs["IncomingPorts"].(map[string]any)["properties"].(map[string]any)["map"].(map[string]any)["items"].(map[string]any)
+	re := regexp.MustCompile(mapItems["pattern"].(string))
+	for _, s := range []string{"8080:80", "1:65535", "80", "8080:", "a:b", "8080-8081:80"} {
+		// The pattern may accept out-of-range ports; it must not reject good entries nor accept bad shapes.
+		if got, want := re.MatchString(s), checkPortMapping(s) == nil; got != want {
+			t.Errorf("incoming.ports.map pattern on %q = %v, want %v", s, got, want)
+		}
+	}
 }
 
 // TestDurationPattern checks the schema's pattern against the parser.

@@ -18,6 +18,10 @@ import (
 type fieldError struct {
 	path string
 	err  error
+	// reads names the other fields whose values the check compared, so that
+	// Check can drop the error when one of them had the wrong type and so
+	// holds its default instead of what the file meant.
+	reads []string
 }
 
 // Validate reports every value problem in c, one per line, each naming its
@@ -36,7 +40,7 @@ func (c *Config) validate() []fieldError {
 	var fes []fieldError
 	add := func(path string, err error) {
 		if err != nil {
-			fes = append(fes, fieldError{path, err})
+			fes = append(fes, fieldError{path: path, err: err})
 		}
 	}
 	add("logLevel", checkLogLevel(c.LogLevel))
@@ -44,6 +48,7 @@ func (c *Config) validate() []fieldError {
 		add("agent.gracePeriod", fmt.Errorf("must not be negative, got %q", c.Agent.GracePeriod))
 	}
 	add("agent.listen", checkListen(c.Agent.Listen, c.Agent.AllowNonLoopback))
+	fes = append(fes, c.Incoming.validate()...)
 	filters := []struct {
 		name string
 		f    Filter
@@ -70,6 +75,12 @@ func (c *Config) validate() []fieldError {
 		add("env.override."+k, checkOverride(k, c.Env.Override[k]))
 	}
 	return fes
+}
+
+// normalize rewrites values into the one form the rest of doppel expects:
+// HTTP methods in upper case. It runs before validation.
+func (c *Config) normalize() {
+	c.Incoming.HTTP.normalize()
 }
 
 // LogLevels are the values LogLevel accepts, least severe first.

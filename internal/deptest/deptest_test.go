@@ -18,8 +18,10 @@ func deps(t *testing.T, pkg string) []string {
 func TestImportRules(t *testing.T) {
 	const mod = "doppel.dev/doppel/internal/"
 	for pkg, banned := range map[string][]string{
-		"agent": {"cli", "session", "config", "environ"},
-		"wire":  {"cli", "session", "agent", "intercept", "config"},
+		"agent":     {"cli", "session", "config", "environ"},
+		"wire":      {"cli", "session", "agent", "intercept", "config"},
+		"incoming":  {"cli", "session", "agent", "config", "environ"},
+		"httproute": {"cli", "session", "agent", "intercept", "config", "wire", "incoming"},
 	} {
 		for _, d := range deps(t, mod+pkg) {
 			for _, b := range banned {

@@ -394,31 +394,39 @@ func (r *Request) AddFDAt(f *os.File, target int, cloexec bool) error {
 	return err
 }
 
+// AddRawFD is AddFD for a bare descriptor of this process, which stays open here.
+func (r *Request) AddRawFD(fd int, cloexec bool) (int, error) {
+	return r.addRawFD(fd, -1, cloexec)
+}
+
 func (r *Request) addFD(f *os.File, target int, cloexec bool) (int, error) {
-	if r.s == nil {
-		return -1, os.ErrClosed
-	}
 	rc, err := f.SyscallConn() // not f.Fd(), which would make f blocking
 	if err != nil {
 		return -1, fmt.Errorf("add fd: %w", err)
 	}
-	var newfd uintptr
-	var ioctlErr error
-	err = rc.Control(func(fd uintptr) {
-		add := seccompNotifAddfd{ID: r.id, Srcfd: uint32(fd)}
-		if target >= 0 {
-			add.Flags = unix.SECCOMP_ADDFD_FLAG_SETFD
-			add.Newfd = uint32(target)
-		}
-		if cloexec {
-			add.NewfdFlags = unix.O_CLOEXEC
-		}
-		newfd, ioctlErr = r.s.ioctl(unix.SECCOMP_IOCTL_NOTIF_ADDFD, unsafe.Pointer(&add))
-	})
-	if err == nil {
-		err = ioctlErr
-	}
+	newfd := -1
+	var addErr error
+	err = rc.Control(func(fd uintptr) { newfd, addErr = r.addRawFD(int(fd), target, cloexec) })
 	runtime.KeepAlive(f)
+	if err != nil {
+		return -1, fmt.Errorf("add fd: %w", err)
+	}
+	return newfd, addErr
+}
+
+func (r *Request) addRawFD(fd, target int, cloexec bool) (int, error) {
+	if r.s == nil {
+		return -1, os.ErrClosed
+	}
+	add := seccompNotifAddfd{ID: r.id, Srcfd: uint32(fd)}
+	if target >= 0 {
+		add.Flags = unix.SECCOMP_ADDFD_FLAG_SETFD
+		add.Newfd = uint32(target)
+	}
+	if cloexec {
+		add.NewfdFlags = unix.O_CLOEXEC
+	}
+	newfd, err := r.s.ioctl(unix.SECCOMP_IOCTL_NOTIF_ADDFD, unsafe.Pointer(&add))
 	if err != nil {
 		return -1, fmt.Errorf("add fd to thread %d: %w", r.pid, err)
 	}

@@ -146,3 +146,30 @@ func (c *Client) Info(ctx context.Context) (wire.Info, error) {
 	}
 	return info, nil
 }
+
+// Subscribe asks the agent for the incoming connections to a port of the target. The
+// subscription lasts until the returned stream is closed.
+func (c *Client) Subscribe(ctx context.Context, sub wire.Subscription) (io.Closer, error) {
+	return c.open(ctx, wire.Request{Kind: wire.KindSubscribe, Sub: sub})
+}
+
+// ServeIncoming hands each incoming connection the agent opens to handle, on a goroutine of
+// its own, until the session ends. handle owns the stream and closes it.
+func (c *Client) ServeIncoming(handle func(in wire.Incoming, st net.Conn)) {
+	for {
+		st, err := c.mux.AcceptStream()
+		if err != nil {
+			return
+		}
+		go func() {
+			st.SetReadDeadline(time.Now().Add(10 * time.Second))
+			req, err := wire.ReadRequest(st)
+			st.SetReadDeadline(time.Time{})
+			if err != nil || req.Kind != wire.KindIncoming {
+				st.Close() // an agent that speaks garbage loses this stream, not the session
+				return
+			}
+			handle(req.Incoming, st)
+		}()
+	}
+}

@@ -32,6 +32,8 @@ type Options struct {
 	// DNS makes the program resolve as the target: Files are served in place of the local ones
 	// and the target's nameservers are reached from the target even when Outgoing is off.
 	DNS bool
+	// Incoming, when set, subscribes the ports the program listens on to the target's.
+	Incoming *IncomingOptions
 	// Sockets, when set, gives sockets of the target's network to put in the place of the
 	// program's TCP sockets (local targets); otherwise TCP goes through the local proxy.
 	Sockets  *Sockets
@@ -61,6 +63,7 @@ type Redirector struct {
 	byRelay map[netip.AddrPort]netip.AddrPort // relay's local address → the remote it stands for
 	flows   map[netip.AddrPort]*flow          // program socket address → its flow to the agent
 	names   map[netip.Addr][]string           // addresses → names learned from DNS and hosts
+	listen  listenState
 	wg      sync.WaitGroup
 }
 
@@ -81,6 +84,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		names:       make(map[netip.Addr][]string),
 		epolls:      epollFDs{byTID: make(map[int][]int)},
 		freshOpts:   make(map[int][]int),
+		listen:      newListenState(),
 	}
 	if conf, ok := opt.Files["/etc/resolv.conf"]; ok {
 		for _, ns := range parseNameservers(conf) {
@@ -108,11 +112,15 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		r.log.Debug("no IPv6 loopback; IPv6 destinations cannot be redirected", "err", err)
 		r.proxy6 = nil
 	}
+	if opt.Incoming != nil {
+		go opt.Client.ServeIncoming(r.deliver)
+	}
 	return r, nil
 }
 
 // Close stops the proxies and relays and ends every flow.
 func (r *Redirector) Close() {
+	r.closeSubscriptions()
 	r.stop()
 	r.proxy4.ln.Close()
 	if r.proxy6 != nil {
@@ -149,6 +157,18 @@ func (r *Redirector) Rules() []intercept.Rule {
 			}
 		}
 	}
+	if r.opt.Incoming != nil {
+		always(unix.SYS_BIND)
+		always(unix.SYS_LISTEN)
+		always(unix.SYS_ACCEPT4)
+		if sysAccept >= 0 {
+			always(sysAccept)
+		}
+		always(unix.SYS_GETSOCKNAME)
+		if !r.opt.Outgoing && !r.opt.DNS {
+			always(unix.SYS_GETPEERNAME)
+		}
+	}
 	if r.opt.DNS {
 		always(unix.SYS_OPENAT)
 		always(unix.SYS_OPENAT2)
@@ -177,6 +197,13 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 	if sysOpen >= 0 {
 		h[sysOpen] = func(q *intercept.Request) { r.onOpen(q, 0, 1) }
 	}
+	h[unix.SYS_BIND] = r.onBind
+	h[unix.SYS_LISTEN] = r.onListen
+	h[unix.SYS_ACCEPT4] = r.onAccept
+	if sysAccept >= 0 {
+		h[sysAccept] = r.onAccept
+	}
+	h[unix.SYS_GETSOCKNAME] = r.onGetsockname
 	h[unix.SYS_EPOLL_CREATE1] = r.onEpollCreate
 	if sysEpollCreate >= 0 {
 		h[sysEpollCreate] = r.onEpollCreate
@@ -278,6 +305,10 @@ func (r *Redirector) connect(q *intercept.Request, fd int, dst netip.AddrPort, r
 	r.mu.Lock()
 	p, again := r.peers[ino]
 	r.mu.Unlock()
+	if again && typ == unix.SOCK_STREAM && p.via == nil {
+		q.Continue() // an accepted connection: the kernel says EISCONN
+		return
+	}
 	if again && typ == unix.SOCK_STREAM {
 		// A program polling a non-blocking connect by calling connect again: the kernel's answer
 		// for the connection to the proxy (EALREADY, EISCONN) is the right one.
@@ -471,10 +502,20 @@ func (p *tcpProxy) serve() {
 }
 
 func (r *Redirector) onGetpeername(q *intercept.Request) {
+	r.answerAddr(q, func() bool { return len(r.peers) > 0 }, func(ino uint64) ([]byte, bool) {
+		p, ok := r.peers[ino]
+		return p.raw, ok
+	})
+}
+
+// answerAddr answers a getpeername or getsockname with the sockaddr that lookup has for the
+// socket's inode. Sockets lookup does not know, and all of them while any says the table is
+// empty, get the kernel's answer. Both run with r.mu held.
+func (r *Redirector) answerAddr(q *intercept.Request, any func() bool, lookup func(ino uint64) ([]byte, bool)) {
 	r.mu.Lock()
-	empty := len(r.peers) == 0
+	known := any()
 	r.mu.Unlock()
-	if empty {
+	if !known {
 		q.Continue()
 		return
 	}
@@ -484,13 +525,13 @@ func (r *Redirector) onGetpeername(q *intercept.Request) {
 		return
 	}
 	r.mu.Lock()
-	p, ok := r.peers[ino]
+	raw, ok := lookup(ino)
 	r.mu.Unlock()
 	if !ok {
 		q.Continue()
 		return
 	}
-	if err := writeSockaddr(q, q.Arg(1), q.Arg(2), p.raw); err != nil {
+	if err := writeSockaddr(q, q.Arg(1), q.Arg(2), raw); err != nil {
 		q.Errno(unix.EFAULT)
 		return
 	}

@@ -85,7 +85,7 @@ func SweepStale() error {
 
 func sweep(id string, st topologyState) error {
 	var namespaces []string
-	for _, role := range []string{"cluster", "pod", "laptop"} {
+	for _, role := range roles {
 		namespaces = append(namespaces, id+"-"+role)
 	}
 	inodes := make(map[uint64]bool)

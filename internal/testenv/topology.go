@@ -40,6 +40,15 @@ const (
 	NginxIP6          = "fd00:10:96::80"
 	EchoIP6           = "fd00:10:96::7"
 
+	// ClientGatewayIP is the cluster namespace's end of the veth pair to the client namespace.
+	ClientGatewayIP = "10.244.2.1"
+	// ClientIP is the client namespace's address (eth0), like a client pod on another node; its
+	// default route goes via ClientGatewayIP and the cluster forwards between client and pod.
+	ClientIP = "10.244.2.9"
+	// ClientGatewayIP6 and ClientIP6 are the IPv6 twins of ClientGatewayIP and ClientIP (/64).
+	ClientGatewayIP6 = "fd00:10:244:2::1"
+	ClientIP6        = "fd00:10:244:2::9"
+
 	// SidecarPort is where an echo server (like EchoIP's) listens on 127.0.0.1 inside the pod's
 	// network namespace, as a sidecar container would; nothing listens there in the laptop.
 	SidecarPort = 7070
@@ -77,6 +86,27 @@ const (
 	// NginxWhoamiPath answers with the client's address as nginx sees it, and a newline.
 	NginxWhoamiPath = "/whoami"
 
+	// PodNginxPort is where the pod's own nginx serves HTTP/1.x, on PodIP and PodIP6 only (not on
+	// the pod's loopback: 127.0.0.1:80 stays free inside the pod).
+	PodNginxPort = 80
+	// PodH2Port is where the pod's own nginx serves the same paths as HTTP/2 over cleartext with
+	// prior knowledge (h2c, as `curl --http2-prior-knowledge` speaks it), on PodIP and PodIP6.
+	PodH2Port = 8080
+	// PodNginxBody is what the pod's own nginx answers on every path except PodBigPath and
+	// PodWhoamiPath.
+	PodNginxBody = "hello from the pod's own nginx\n"
+	// PodBigPath answers with PodBigBody(), PodBigSize bytes (application/octet-stream).
+	PodBigPath = "/big"
+	// PodBigSize is the length of PodBigBody(): 256 KiB, many TCP segments.
+	PodBigSize = 256 << 10
+	// PodWhoamiPath answers with the client's address and port as the pod's nginx saw them, in
+	// the form netip.ParseAddrPort reads ("10.244.2.9:41234", "[fd00:10:244:2::9]:41234"), and a
+	// newline.
+	PodWhoamiPath = "/whoami"
+	// PodEchoPort is where line echo servers listen on PodIP and PodIP6 (TCP and UDP), as the
+	// echo service does: each line gets "echo:" and the line back.
+	PodEchoPort = 7000
+
 	// NobodyUID and NobodyGID are the unprivileged user the tests run programs as.
 	NobodyUID = 65534
 	NobodyGID = 65534
@@ -105,6 +135,9 @@ var BaseEnv = []string{
 // requiredTools are the programs NewTopology and the tests run.
 var requiredTools = []string{"ip", "nsenter", "unshare", "setpriv", "sh", "sleep", "hostname", "dnsmasq", "nginx", "curl", "getent"}
 
+// roles are the network namespaces of a Topology, named dpl-<id>-<role>.
+var roles = []string{"cluster", "pod", "laptop", "client"}
+
 // Topology is a small cluster made of network namespaces, private to one test:
 //
 //   - "cluster" (dpl-<id>-cluster): the services. Its loopback holds the cluster IPs, IPv4
@@ -112,14 +145,28 @@ var requiredTools = []string{"ip", "nsenter", "unshare", "setpriv", "sh", "sleep
 //     NginxIP), echo.shop.svc.cluster.local (A EchoIP), nginx6.shop.svc.cluster.local (AAAA
 //     NginxIP6) and echo6.shop.svc.cluster.local (AAAA EchoIP6); nginx serves NginxBody on
 //     NginxIP:80 and [::]:80; echo servers answer on EchoIP:7 and [EchoIP6]:7 (UDP and TCP).
-//     Its veth-pod has ClusterGatewayIP/24 and ClusterGatewayIP6/64.
+//     Its veth-pod has ClusterGatewayIP/24 and ClusterGatewayIP6/64, its veth-client has
+//     ClientGatewayIP/24 and ClientGatewayIP6/64, and it forwards IPv4 and IPv6 between them
+//     (ip_forward and all.forwarding are on in this namespace only), like the node network.
 //   - "pod" (dpl-<id>-pod): eth0 with PodIP/24 and PodIP6/64, the veth peer of the cluster,
 //     default routes via ClusterGatewayIP and ClusterGatewayIP6. The pod process runs here, in
 //     its own mount namespace (PodResolvConf, PodHosts and PodHostname as /etc/resolv.conf,
 //     /etc/hosts, /etc/hostname) and UTS namespace (hostname PodHostname), with PodEnv as its
-//     environment. A "sidecar" echo server listens on 127.0.0.1:SidecarPort here.
+//     environment. A "sidecar" echo server listens on 127.0.0.1:SidecarPort here. The pod's
+//     own services, the traffic a doppel session intercepts, listen on PodIP and PodIP6 only
+//     (nothing listens on the pod's 127.0.0.1:80): a second nginx (its own configuration,
+//     pid, temporary and log files under Dir) serves PodNginxBody, PodBigPath and
+//     PodWhoamiPath on port PodNginxPort, and the same as h2c on PodH2Port, and logs every
+//     request it serves (PodNginxLog, PodNginxRequests); echo servers answer lines on
+//     PodEchoPort (TCP and UDP).
+//   - "client" (dpl-<id>-client): eth0 with ClientIP/24 and ClientIP6/64, the veth peer of the
+//     cluster's veth-client, default routes via ClientGatewayIP and ClientGatewayIP6: a client
+//     pod on another node, the source of the pod's incoming traffic. It reaches the pod and
+//     the cluster IPs, and commands started through InClient get PodResolvConf as
+//     /etc/resolv.conf. DialClient opens connections from here in the test process itself.
 //   - "laptop" (dpl-<id>-laptop): loopback only (127.0.0.1 and ::1), no routes, and
-//     LaptopResolvConf as /etc/resolv.conf for commands started through InLaptop.
+//     LaptopResolvConf as /etc/resolv.conf for commands started through InLaptop. It reaches
+//     neither the pod nor the client.
 //
 // Nothing is attached to the machine's own network namespace.
 type Topology struct {
@@ -129,6 +176,7 @@ type Topology struct {
 	cluster string
 	pod     string
 	laptop  string
+	client  string
 	podPID  int
 
 	namespaces []string // created, to delete
@@ -162,6 +210,7 @@ func NewTopology(t testing.TB) *Topology {
 		cluster: id + "-cluster",
 		pod:     id + "-pod",
 		laptop:  id + "-laptop",
+		client:  id + "-client",
 	}
 	t.Cleanup(tp.cleanup)
 
@@ -180,6 +229,7 @@ func NewTopology(t testing.TB) *Topology {
 	tp.makeNetwork()
 	tp.writeEtc(tp.pod, map[string]string{"resolv.conf": PodResolvConf, "hosts": PodHosts, "hostname": PodHostname + "\n"})
 	tp.writeEtc(tp.laptop, map[string]string{"resolv.conf": LaptopResolvConf})
+	tp.writeEtc(tp.client, map[string]string{"resolv.conf": PodResolvConf})
 	tp.startServices()
 	tp.startPod()
 	return tp
@@ -191,11 +241,12 @@ func (tp *Topology) ID() string { return tp.id }
 // Dir returns a world-readable temporary directory owned by the topology, removed with it.
 func (tp *Topology) Dir() string { return tp.dir }
 
-// ClusterNetNS, PodNetNS and LaptopNetNS return the names of the network namespaces (as in
-// `ip netns list`).
+// ClusterNetNS, PodNetNS, LaptopNetNS and ClientNetNS return the names of the network
+// namespaces (as in `ip netns list`).
 func (tp *Topology) ClusterNetNS() string { return tp.cluster }
 func (tp *Topology) PodNetNS() string     { return tp.pod }
 func (tp *Topology) LaptopNetNS() string  { return tp.laptop }
+func (tp *Topology) ClientNetNS() string  { return tp.client }
 
 // PodPID returns the pid of the pod process, the target for `doppel exec --target pid:<pid>`.
 func (tp *Topology) PodPID() int { return tp.podPID }
@@ -212,6 +263,12 @@ func (tp *Topology) InLaptop(ctx context.Context, name string, args ...string) *
 func (tp *Topology) InPod(ctx context.Context, name string, args ...string) *exec.Cmd {
 	pre := []string{"--target", strconv.Itoa(tp.podPID), "--net", "--mount", "--uts", "--", name}
 	return command(ctx, "nsenter", append(pre, args...)...)
+}
+
+// InClient returns a command that runs name with args as root in the client namespace, with
+// BaseEnv as its environment; it sees PodResolvConf as /etc/resolv.conf. ctx kills it.
+func (tp *Topology) InClient(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return command(ctx, "ip", append([]string{"netns", "exec", tp.client, name}, args...)...)
 }
 
 // InCluster returns a command that runs name with args as root in the cluster namespace.
@@ -250,12 +307,20 @@ func (tp *Topology) run(argv ...string) {
 
 func (tp *Topology) makeNetwork() {
 	tp.t.Helper()
-	for _, ns := range []string{tp.cluster, tp.pod, tp.laptop} {
+	for _, ns := range []string{tp.cluster, tp.pod, tp.laptop, tp.client} {
 		tp.run("ip", "netns", "add", ns)
 		tp.namespaces = append(tp.namespaces, ns)
 		tp.run("ip", "-n", ns, "link", "set", "lo", "up")
 	}
 	c, p := tp.cluster, tp.pod
+	// The cluster forwards between pod and client. /proc/sys/net shows the sysctls of the
+	// writer's network namespace, so this changes the cluster namespace only. Its interfaces
+	// (made below, so they inherit "default") skip duplicate address detection for their
+	// link-local addresses: a router sends neighbor solicitations for forwarded packets from
+	// its link-local address, and while that is tentative (a second or two) it sends none, so
+	// the first forwarded IPv6 packets would wait for a retransmission.
+	tp.run("ip", "netns", "exec", c, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward && "+
+		"echo 1 > /proc/sys/net/ipv6/conf/all/forwarding && echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad")
 	tp.run("ip", "-n", c, "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", p)
 	tp.run("ip", "-n", c, "addr", "add", ClusterGatewayIP+"/24", "dev", "veth-pod")
 	tp.run("ip", "-n", c, "link", "set", "veth-pod", "up")
@@ -274,6 +339,18 @@ func (tp *Topology) makeNetwork() {
 	for _, ip := range []string{NginxIP6, EchoIP6} {
 		tp.run("ip", "-n", c, "addr", "add", ip+"/128", "dev", "lo", "nodad")
 	}
+
+	// The client: a pod on another node, routed through the cluster namespace.
+	cl := tp.client
+	tp.run("ip", "-n", c, "link", "add", "veth-client", "type", "veth", "peer", "name", "eth0", "netns", cl)
+	tp.run("ip", "-n", c, "addr", "add", ClientGatewayIP+"/24", "dev", "veth-client")
+	tp.run("ip", "-n", c, "addr", "add", ClientGatewayIP6+"/64", "dev", "veth-client", "nodad")
+	tp.run("ip", "-n", c, "link", "set", "veth-client", "up")
+	tp.run("ip", "-n", cl, "addr", "add", ClientIP+"/24", "dev", "eth0")
+	tp.run("ip", "-n", cl, "addr", "add", ClientIP6+"/64", "dev", "eth0", "nodad")
+	tp.run("ip", "-n", cl, "link", "set", "eth0", "up")
+	tp.run("ip", "-n", cl, "route", "add", "default", "via", ClientGatewayIP)
+	tp.run("ip", "-n", cl, "-6", "route", "add", "default", "via", ClientGatewayIP6)
 }
 
 // writeEtc writes files into /etc/netns/<ns>/, which `ip netns exec <ns>` bind-mounts over the
@@ -344,11 +421,7 @@ http {
 	tp.start("echoserver6", nil, "ip", "netns", "exec", tp.cluster, echo, "-addr", echo6)
 	tp.start("sidecar", nil, "ip", "netns", "exec", tp.pod, echo, "-addr", sidecar)
 
-	waits := []struct {
-		proc  string
-		proto string
-		addr  string
-	}{
+	waits := []listenWait{
 		{"dnsmasq", "udp", DNSIP + ":53"},
 		{"dnsmasq", "tcp", DNSIP + ":53"},
 		{"nginx", "tcp", NginxIP + ":80"},
@@ -359,16 +432,25 @@ http {
 		{"echoserver6", "tcp", echo6},
 		{"sidecar", "tcp", sidecar},
 	}
+	waits = append(waits, tp.startPodServers(echo)...)
 	for _, w := range waits {
 		p := tp.proc(w.proc)
 		addr := netip.MustParseAddrPort(w.addr)
-		ok := waitFor(10*time.Second, func() bool {
-			return Alive(p.cmd.Process.Pid, "") && listening(p.cmd.Process.Pid, w.proto, addr)
+		// Stop waiting when the process has exited (a bad configuration, a port in use).
+		waitFor(10*time.Second, func() bool {
+			return !Alive(p.cmd.Process.Pid, "") || listening(p.cmd.Process.Pid, w.proto, addr)
 		})
-		if !ok {
-			tp.t.Fatalf("%s is not listening on %s %s after 10s; its log:\n%s", w.proc, w.proto, w.addr, readLog(p.log))
+		if !Alive(p.cmd.Process.Pid, "") || !listening(p.cmd.Process.Pid, w.proto, addr) {
+			tp.t.Fatalf("%s is not listening on %s %s (exited, or not within 10s); its log:\n%s", w.proc, w.proto, w.addr, readLog(p.log))
 		}
 	}
+}
+
+// listenWait is a socket that a started process must have before NewTopology returns.
+type listenWait struct {
+	proc  string // name given to start
+	proto string // "tcp" or "udp"
+	addr  string // IP:port
 }
 
 func (tp *Topology) startPod() {
@@ -433,7 +515,8 @@ func (tp *Topology) proc(name string) *started {
 }
 
 // ProcessLog returns what a process of the topology ("dnsmasq", "nginx", "echoserver",
-// "echoserver6", "sidecar", "pod") has written so far.
+// "echoserver6", "sidecar", "podnginx", "podecho", "podecho6", "pod") has written so far. The
+// pod nginx's access log is read with PodNginxLog.
 func (tp *Topology) ProcessLog(name string) string { return readLog(tp.proc(name).log) }
 
 func readLog(path string) string {

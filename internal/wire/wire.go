@@ -20,7 +20,7 @@ import (
 
 // Version is the protocol version this build speaks. A client and an agent of different
 // versions refuse each other during the handshake.
-const Version uint16 = 1
+const Version uint16 = 2
 
 // Magic opens every handshake message, so that a peer speaking something else is recognised at
 // once instead of being read as a version and a secret.
@@ -132,6 +132,14 @@ const (
 	KindReadFile Kind = 3
 	// KindInfo: empty body; after an OK reply the stream carries a JSON Info and then closes.
 	KindInfo Kind = 4
+	// KindSubscribe: body is a Subscription; after an OK reply the agent redirects the port to
+	// itself and stays subscribed until the client closes the stream.
+	KindSubscribe Kind = 5
+	// KindIncoming is opened by the agent, never by the client: body is an Incoming; the
+	// stream then carries the bytes of one connection to a subscribed port (mirror: only what
+	// the real client sent; steal: both ways). There is no reply: the client closes the
+	// stream to refuse it.
+	KindIncoming Kind = 6
 )
 
 func (k Kind) String() string {
@@ -144,15 +152,21 @@ func (k Kind) String() string {
 		return "read-file"
 	case KindInfo:
 		return "info"
+	case KindSubscribe:
+		return "subscribe"
+	case KindIncoming:
+		return "incoming"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Request opens a stream.
 type Request struct {
-	Kind Kind
-	Addr netip.AddrPort // KindDialTCP
-	Path string         // KindReadFile
+	Kind     Kind
+	Addr     netip.AddrPort // KindDialTCP
+	Path     string         // KindReadFile
+	Sub      Subscription   // KindSubscribe
+	Incoming Incoming       // KindIncoming
 }
 
 // WriteRequest encodes r: kind, body length (uint16), body.
@@ -166,9 +180,19 @@ func WriteRequest(w io.Writer, r Request) error {
 			return fmt.Errorf("path too long (%d bytes)", len(r.Path))
 		}
 		body = []byte(r.Path)
+	case KindSubscribe:
+		var err error
+		if body, err = appendSubscription(nil, r.Sub); err != nil {
+			return err
+		}
+	case KindIncoming:
+		body = appendIncoming(nil, r.Incoming)
 	case KindUDP, KindInfo:
 	default:
 		return fmt.Errorf("unknown stream kind %d", r.Kind)
+	}
+	if len(body) > MaxBody {
+		return fmt.Errorf("%s request too long (%d bytes)", r.Kind, len(body))
 	}
 	b := make([]byte, 0, 3+len(body))
 	b = append(b, byte(r.Kind))
@@ -201,6 +225,18 @@ func ReadRequest(rd io.Reader) (Request, error) {
 		r.Addr = a
 	case KindReadFile:
 		r.Path = string(body)
+	case KindSubscribe:
+		sub, err := parseSubscription(body)
+		if err != nil {
+			return Request{}, err
+		}
+		r.Sub = sub
+	case KindIncoming:
+		in, err := parseIncoming(body)
+		if err != nil {
+			return Request{}, err
+		}
+		r.Incoming = in
 	case KindUDP, KindInfo:
 		if len(body) != 0 {
 			return Request{}, fmt.Errorf("%s request: unexpected %d-byte body", r.Kind, len(body))

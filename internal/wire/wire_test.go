@@ -60,6 +60,13 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Kind: KindUDP},
 		{Kind: KindReadFile, Path: "/etc/resolv.conf"},
 		{Kind: KindInfo},
+		{Kind: KindSubscribe, Sub: Subscription{Port: 80, Mode: ModeMirror}},
+		{Kind: KindSubscribe, Sub: Subscription{Port: 8080, Mode: ModeSteal, Filter: HTTPFilter{
+			Headers: []string{"X-Debug-User: alice", "X-Env: dev.*"}, Path: "^/api/", Methods: []string{"GET", "POST"}}}},
+		{Kind: KindIncoming, Incoming: Incoming{Port: 80, Mode: ModeSteal,
+			Remote: netip.MustParseAddrPort("10.244.2.9:40000"), Local: netip.MustParseAddrPort("10.244.1.5:80")}},
+		{Kind: KindIncoming, Incoming: Incoming{Port: 443, Mode: ModeMirror,
+			Remote: netip.MustParseAddrPort("[fd00::9]:1"), Local: netip.MustParseAddrPort("[fd00::5]:443")}},
 	} {
 		var b bytes.Buffer
 		if err := WriteRequest(&b, r); err != nil {
@@ -83,6 +90,11 @@ func TestReadRequestErrors(t *testing.T) {
 		"trailing bytes": {byte(KindDialTCP), 0, 8, 4, 1, 2, 3, 4, 0, 80, 9},
 		"udp with body":  {byte(KindUDP), 0, 1, 0},
 		"truncated body": {byte(KindReadFile), 0, 10, '/'},
+		"subscribe mode": {byte(KindSubscribe), 0, 8, 0, 80, 9, 0, 0, 0, 0},
+		"subscribe port": {byte(KindSubscribe), 0, 8, 0, 0, 1, 0, 0, 0, 0},
+		"mirror filter":  {byte(KindSubscribe), 0, 8, 0, 80, 1, 0, 0, 1, 'x', 0},
+		"subscribe cut":  {byte(KindSubscribe), 0, 5, 0, 80, 2, 1, 0},
+		"incoming addr":  {byte(KindIncoming), 0, 4, 0, 80, 1, 7},
 	} {
 		if _, err := ReadRequest(bytes.NewReader(in)); err == nil {
 			t.Errorf("%s: ReadRequest succeeded, want error", name)
@@ -171,6 +183,9 @@ func FuzzReadRequest(f *testing.F) {
 		{Kind: KindDialTCP, Addr: netip.MustParseAddrPort("10.0.0.1:80")},
 		{Kind: KindReadFile, Path: "/etc/hosts"},
 		{Kind: KindInfo},
+		{Kind: KindSubscribe, Sub: Subscription{Port: 80, Mode: ModeSteal, Filter: HTTPFilter{Headers: []string{"A: b"}, Path: "x", Methods: []string{"GET"}}}},
+		{Kind: KindIncoming, Incoming: Incoming{Port: 80, Mode: ModeMirror,
+			Remote: netip.MustParseAddrPort("10.0.0.2:5"), Local: netip.MustParseAddrPort("10.0.0.1:80")}},
 	} {
 		var b bytes.Buffer
 		WriteRequest(&b, r)

@@ -1,0 +1,410 @@
+package incoming
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/testenv"
+	"doppel.dev/doppel/internal/wire"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// netPair is two network namespaces joined by a veth pair: "srv" (10.9.0.1, fd09::1), where a
+// line server listens on port 80 as the target's own service, and "cli" (10.9.0.2, fd09::2),
+// where the real clients are.
+type netPair struct {
+	srvFD, cliFD int
+}
+
+const (
+	srvIP  = "10.9.0.1"
+	cliIP  = "10.9.0.2"
+	srvIP6 = "fd09::1"
+	cliIP6 = "fd09::2"
+)
+
+func newNetPair(t *testing.T) *netPair {
+	t.Helper()
+	testenv.Privileged(t)
+	var id [3]byte
+	rand.Read(id[:])
+	srv, cli := "dpltest-"+hex.EncodeToString(id[:])+"-srv", "dpltest-"+hex.EncodeToString(id[:])+"-cli"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", srv)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", srv).Run() })
+	run("ip", "netns", "add", cli)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", cli).Run() })
+	run("ip", "link", "add", "vsrv", "netns", srv, "type", "veth", "peer", "name", "vcli", "netns", cli)
+	run("ip", "-n", srv, "addr", "add", srvIP+"/24", "dev", "vsrv")
+	run("ip", "-n", cli, "addr", "add", cliIP+"/24", "dev", "vcli")
+	run("ip", "-n", srv, "addr", "add", srvIP6+"/64", "dev", "vsrv", "nodad")
+	run("ip", "-n", cli, "addr", "add", cliIP6+"/64", "dev", "vcli", "nodad")
+	for _, ns := range []string{srv, cli} {
+		run("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run("ip", "-n", srv, "link", "set", "vsrv", "up")
+	run("ip", "-n", cli, "link", "set", "vcli", "up")
+	p := &netPair{}
+	var err error
+	if p.srvFD, err = unix.Open("/run/netns/"+srv, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p.srvFD) })
+	if p.cliFD, err = unix.Open("/run/netns/"+cli, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p.cliFD) })
+	p.serveLines(t)
+	return p
+}
+
+// inNetns runs fn on a thread inside the network namespace fd.
+func inNetns(fd int, fn func() error) error {
+	runtime.LockOSThread()
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer unix.Close(self)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err = fn()
+	if unix.Setns(self, unix.CLONE_NEWNET) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
+}
+
+// serveLines runs the target's own service in srv: port 80 answers each line with
+// "server: LINE".
+func (p *netPair) serveLines(t *testing.T) {
+	var ln net.Listener
+	if err := inNetns(p.srvFD, func() (err error) { ln, err = net.Listen("tcp", ":80"); return }); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { answerLines(c, "server") })
+		}
+	})
+}
+
+func answerLines(c net.Conn, who string) {
+	defer c.Close()
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if _, err := fmt.Fprintf(c, "%s: %s\n", who, sc.Text()); err != nil {
+			return
+		}
+	}
+}
+
+func (p *netPair) engine(t *testing.T) *Engine {
+	e := New(Options{NetnsFD: p.srvFD, InNetns: func(fn func() error) error { return inNetns(p.srvFD, fn) }})
+	t.Cleanup(e.Close)
+	return e
+}
+
+// dial connects from the client namespace.
+func (p *netPair) dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	if err := inNetns(p.cliFD, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		return
+	}); err != nil {
+		t.Fatalf("dial %s from the client namespace: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// exchange sends each line and returns the answers.
+func exchange(t *testing.T, c net.Conn, lines ...string) []string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	var got []string
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(c, "%s\n", l); err != nil {
+			t.Fatal(err)
+		}
+		a, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("answer to %q: %v", l, err)
+		}
+		got = append(got, strings.TrimSuffix(a, "\n"))
+	}
+	return got
+}
+
+// delivered is one connection an Engine handed to the client side.
+type delivered struct {
+	in   wire.Incoming
+	conn net.Conn
+}
+
+// deliverTo returns a Deliver that hands the test one end of a loopback TCP connection.
+func deliverTo(ch chan<- delivered) Deliver {
+	return func(ctx context.Context, in wire.Incoming) (net.Conn, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		a, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		b, err := ln.Accept()
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		ch <- delivered{in: in, conn: b}
+		return a, nil
+	}
+}
+
+func receive(t *testing.T, ch <-chan delivered) delivered {
+	t.Helper()
+	select {
+	case d := <-ch:
+		t.Cleanup(func() { d.conn.Close() })
+		return d
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection delivered")
+		return delivered{}
+	}
+}
+
+func sessions(t *testing.T, fd int) []Session {
+	t.Helper()
+	s, err := ListSessions(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMirror(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	ch := make(chan delivered, 4)
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(ch)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Session{{Table: "doppel-01-mirror", Rank: 1, Kind: KindMirror, Ports: []uint16{80}}}, sessions(t, p.srvFD)); diff != "" {
+		t.Errorf("sessions (-want +got):\n%s", diff)
+	}
+	for _, srv := range []string{srvIP, srvIP6} {
+		c := p.dial(t, net.JoinHostPort(srv, "80"))
+		got := exchange(t, c, "hello", "world")
+		if diff := cmp.Diff([]string{"server: hello", "server: world"}, got); diff != "" {
+			t.Errorf("%s: the real client's answers (-want +got):\n%s", srv, diff)
+		}
+		c.Close()
+		d := receive(t, ch)
+		copy, err := io.ReadAll(d.conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(copy) != "hello\nworld\n" {
+			t.Errorf("%s: mirrored copy %q, want %q", srv, copy, "hello\nworld\n")
+		}
+		wantLocal := netip.AddrPortFrom(netip.MustParseAddr(srv), 80)
+		if d.in.Local != wantLocal || d.in.Remote.Addr() != netip.MustParseAddr(map[string]string{srvIP: cliIP, srvIP6: cliIP6}[srv]) ||
+			d.in.Remote.Port() != uint16(c.LocalAddr().(*net.TCPAddr).Port) || d.in.Mode != wire.ModeMirror || d.in.Port != 80 {
+			t.Errorf("%s: incoming %+v, want local %v and the client's own address %v", srv, d.in, wantLocal, c.LocalAddr())
+		}
+	}
+	e.Close()
+	if s := sessions(t, p.srvFD); len(s) != 0 {
+		t.Errorf("tables left after Close: %+v", s)
+	}
+	c := p.dial(t, srvIP+":80")
+	if got := exchange(t, c, "after"); got[0] != "server: after" {
+		t.Errorf("after Close: %q", got)
+	}
+}
+
+func TestSteal(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	ch := make(chan delivered, 1)
+	unsubscribe, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.dial(t, srvIP+":80")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d := <-ch
+		answerLines(d.conn, "program")
+	}()
+	if got := exchange(t, c, "one", "two"); !cmp.Equal(got, []string{"program: one", "program: two"}) {
+		t.Errorf("stolen connection answered %q", got)
+	}
+	c.Close()
+	<-done
+	unsubscribe()
+	if s := sessions(t, p.srvFD); len(s) != 1 || len(s[0].Ports) != 0 {
+		t.Errorf("after unsubscribe: %+v, want the table with no ports", s)
+	}
+	if got := exchange(t, p.dial(t, srvIP+":80"), "x"); got[0] != "server: x" {
+		t.Errorf("after unsubscribe: %q", got)
+	}
+}
+
+func TestStealFallsBackWhenClientGone(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	gone := func(context.Context, wire.Incoming) (net.Conn, error) { return nil, errors.New("session closed") }
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, gone); err != nil {
+		t.Fatal(err)
+	}
+	if got := exchange(t, p.dial(t, srvIP+":80"), "x"); got[0] != "server: x" {
+		t.Errorf("with the client gone the target's service should answer; got %q", got)
+	}
+}
+
+func TestStealConflict(t *testing.T) {
+	p := newNetPair(t)
+	a, b := p.engine(t), p.engine(t)
+	ch := make(chan delivered, 1)
+	if _, err := a.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch))
+	var conflict *ConflictError
+	if !errors.As(err, &conflict) || conflict.Table != "doppel-90-steal" {
+		t.Fatalf("second whole steal of port 80: %v, want a ConflictError naming doppel-90-steal", err)
+	}
+	if b.Table() != "" {
+		t.Errorf("the refused session made table %q", b.Table())
+	}
+	a.Close()
+	if _, err := b.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch)); err != nil {
+		t.Fatalf("after the first session ended: %v", err)
+	}
+}
+
+// A mirror session and a steal session on one port: the steal session's program answers, the
+// mirror session gets a copy.
+func TestMirrorAndStealChain(t *testing.T) {
+	p := newNetPair(t)
+	steal, mirror := p.engine(t), p.engine(t)
+	stolen, copies := make(chan delivered, 1), make(chan delivered, 1)
+	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies)); err != nil {
+		t.Fatal(err)
+	}
+	stolenIn := make(chan wire.Incoming, 1)
+	go func() {
+		d := <-stolen
+		stolenIn <- d.in
+		answerLines(d.conn, "program")
+	}()
+	c := p.dial(t, srvIP+":80")
+	if got := exchange(t, c, "a"); got[0] != "program: a" {
+		t.Errorf("answer %q, want the stealing program's", got)
+	}
+	c.Close()
+	d := receive(t, copies)
+	if b, _ := io.ReadAll(d.conn); string(b) != "a\n" {
+		t.Errorf("mirror copy %q", b)
+	}
+	if d.in.Remote.Addr() != netip.MustParseAddr(cliIP) {
+		t.Errorf("mirror saw remote %v, want the client %s", d.in.Remote, cliIP)
+	}
+	// The steal session is reached through the mirror's agent, yet sees the real client too.
+	if in := <-stolenIn; in.Remote != d.in.Remote || in.Local != d.in.Local {
+		t.Errorf("the steal session saw %v -> %v, want the real client's %v -> %v", in.Remote, in.Local, d.in.Remote, d.in.Local)
+	}
+}
+
+func TestNotRedirectedIsDropped(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, func(context.Context, wire.Incoming) (net.Conn, error) {
+		t.Error("a direct connection to the agent's port was delivered")
+		return nil, errors.New("no")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	port := e.ln.Addr().(*net.TCPAddr).Port
+	c := p.dial(t, fmt.Sprintf("%s:%d", srvIP, port))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read %d bytes from the agent's port, want it closed", n)
+	}
+}
+
+// With an HTTP filter, what is not HTTP goes to the target's own service.
+func TestFilteredNotHTTPGoesToTarget(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	ch := make(chan delivered, 1)
+	sub := wire.Subscription{Port: 80, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Headers: []string{"X-Debug-User: alice"}}}
+	if _, err := e.Subscribe(sub, deliverTo(ch)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Session{{Table: "doppel-40-filtered", Rank: 40, Kind: KindFiltered, Ports: []uint16{80}}}, sessions(t, p.srvFD)); diff != "" {
+		t.Errorf("sessions (-want +got):\n%s", diff)
+	}
+	if got := exchange(t, p.dial(t, srvIP+":80"), "hello there", "again"); !cmp.Equal(got, []string{"server: hello there", "server: again"}) {
+		t.Errorf("a line protocol on a filtered port got %q, want the target's answers", got)
+	}
+	select {
+	case d := <-ch:
+		t.Errorf("a connection that is not HTTP reached the program: %+v", d.in)
+	default:
+	}
+}
+
+func TestSubscribeRefusesABadFilter(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	sub := wire.Subscription{Port: 80, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Path: "("}}
+	if _, err := e.Subscribe(sub, deliverTo(make(chan delivered))); err == nil || !strings.Contains(err.Error(), "path") {
+		t.Errorf("Subscribe with path regexp %q: %v, want an error naming the path filter", "(", err)
+	}
+	if s := sessions(t, p.srvFD); len(s) != 0 {
+		t.Errorf("a refused subscription wrote %+v", s)
+	}
+}

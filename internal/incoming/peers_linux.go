@@ -1,0 +1,120 @@
+package incoming
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"doppel.dev/doppel/internal/wire"
+)
+
+// A connection that an earlier session passed on reaches a later session's agent from the
+// earlier agent's socket, not from the real client. So that every session sees the real
+// client, each agent answers "who is behind this address of yours?" on an abstract unix
+// socket named after its rank, which exists only in the target's network namespace and only
+// while the agent lives. A later agent asks the earlier ranks when a connection came through
+// the output chain (its address after the redirect is loopback, its original one is not).
+
+// peerSocket is the abstract unix socket name of the agent of rank.
+func peerSocket(rank int) string { return fmt.Sprintf("@doppel-peer-%02d", rank) }
+
+// forwards maps the local address of each connection an agent passed on to the real client.
+type forwards struct {
+	mu sync.Mutex
+	m  map[netip.AddrPort]netip.AddrPort
+}
+
+func (f *forwards) add(local, remote netip.AddrPort) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = make(map[netip.AddrPort]netip.AddrPort)
+	}
+	f.m[local] = remote
+}
+
+func (f *forwards) remove(local netip.AddrPort) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.m, local)
+}
+
+func (f *forwards) lookup(local netip.AddrPort) (netip.AddrPort, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.m[local]
+	return r, ok
+}
+
+// forwardConn is a connection the agent passed on; it is forgotten when closed.
+type forwardConn struct {
+	*net.TCPConn
+	f     *forwards
+	local netip.AddrPort
+	once  sync.Once
+}
+
+func (c *forwardConn) Close() error {
+	c.once.Do(func() { c.f.remove(c.local) })
+	return c.TCPConn.Close()
+}
+
+// servePeers answers the lookups of later sessions on ln: a request is an address (wire
+// encoding), the answer one byte (1 found, 0 not) and, when found, the real client's address.
+func (e *Engine) servePeers(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 64)
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			a, _, err := wire.ParseAddr(buf[:n])
+			if err != nil {
+				return
+			}
+			if r, ok := e.forwards.lookup(a); ok {
+				c.Write(wire.AppendAddr([]byte{1}, r))
+				return
+			}
+			c.Write([]byte{0})
+		}()
+	}
+}
+
+// realRemote asks the agents of ranks below rank who is behind remote, one of their
+// connections passed on; it returns remote itself when none knows.
+func (e *Engine) realRemote(rank int, remote netip.AddrPort) netip.AddrPort {
+	for r := rank - 1; r >= 1; r-- {
+		var c net.Conn
+		err := e.opt.InNetns(func() (err error) {
+			c, err = net.DialTimeout("unix", peerSocket(r), time.Second)
+			return err
+		})
+		if err != nil {
+			continue // no agent of that rank
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64)
+		var n int
+		if _, err = c.Write(wire.AppendAddr(nil, remote)); err == nil {
+			n, err = c.Read(buf)
+		}
+		c.Close()
+		if err != nil || n < 1 || buf[0] != 1 {
+			continue
+		}
+		if a, _, err := wire.ParseAddr(buf[1:n]); err == nil {
+			return a
+		}
+	}
+	return remote
+}

@@ -1,0 +1,497 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/intercept"
+	"doppel.dev/doppel/internal/wire"
+)
+
+// IncomingOptions turn on incoming traffic: ports the program listens on are subscribed to the
+// target's.
+type IncomingOptions struct {
+	Mode   wire.Mode
+	Filter wire.HTTPFilter
+	// TargetPort maps a port the program listens on to the target's port it receives; ok false
+	// keeps the port local.
+	TargetPort func(local uint16) (target uint16, ok bool)
+	// UID is the user the program runs as: a port it may not bind itself (below
+	// net.ipv4.ip_unprivileged_port_start) is replaced by a free one.
+	UID int
+}
+
+// The program-side state of incoming traffic. Everything the program can observe says it got
+// what it asked for: the port it bound (getsockname), the real client's address as the target
+// saw it (accept's address, getpeername) and the target's address it was reached on
+// (getsockname of an accepted socket).
+type listenState struct {
+	bound     map[uint64]boundSocket             // by inode: sockets whose bind doppel made
+	listeners map[uint64]*listener               // by inode: subscribed listening sockets
+	sockNames map[uint64][]byte                  // by inode: what getsockname answers
+	pending   map[netip.AddrPort]wire.Incoming   // by the source of doppel's local connection
+	subs      map[uint16]*incomingSub            // by target port
+	accepted  map[netip.AddrPort]acceptedSockets // by the source of doppel's local connection
+}
+
+type boundSocket struct {
+	raw  []byte // the sockaddr the program asked for
+	port uint16
+}
+
+type listener struct {
+	family int
+	local  netip.AddrPort // where it really listens
+	target uint16
+}
+
+type incomingSub struct {
+	locals []netip.AddrPort // the program's listeners for this target port
+	closer io.Closer        // the subscription stream
+}
+
+type acceptedSockets struct{ ino uint64 }
+
+func newListenState() listenState {
+	return listenState{
+		bound:     make(map[uint64]boundSocket),
+		listeners: make(map[uint64]*listener),
+		sockNames: make(map[uint64][]byte),
+		pending:   make(map[netip.AddrPort]wire.Incoming),
+		subs:      make(map[uint16]*incomingSub),
+		accepted:  make(map[netip.AddrPort]acceptedSockets),
+	}
+}
+
+// unprivilegedPortStart is net.ipv4.ip_unprivileged_port_start of doppel's network namespace,
+// where the program's sockets live.
+func unprivilegedPortStart() uint16 {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 16)
+	if err != nil {
+		return 1024
+	}
+	return uint16(n)
+}
+
+// tcpSocketOf fetches a copy of the call's socket (argument 0) when it is an IPv4 or IPv6 TCP
+// socket; the caller closes sfd. ok is false for anything else, and then nothing is open.
+func tcpSocketOf(q *intercept.Request) (sfd, family int, ino uint64, ok bool) {
+	sfd, typ, family, err := socketOf(q, int(int32(q.Arg(0))))
+	if err != nil {
+		return -1, 0, 0, false
+	}
+	if typ == unix.SOCK_STREAM && (family == unix.AF_INET || family == unix.AF_INET6) {
+		if ino, err = inodeOf(sfd); err == nil {
+			return sfd, family, ino, true
+		}
+	}
+	unix.Close(sfd)
+	return -1, 0, 0, false
+}
+
+// onBind binds a TCP socket whose port is subscribed: to the port asked for when the program
+// could bind it itself and it is free, else to a free one. getsockname keeps answering the
+// address asked for.
+func (r *Redirector) onBind(q *intercept.Request) {
+	addr, _, raw, ok := readSockaddr(q, q.Arg(1), q.Arg(2))
+	if !ok || addr.Port() == 0 {
+		q.Continue()
+		return
+	}
+	if _, ok := r.opt.Incoming.TargetPort(addr.Port()); !ok {
+		q.Continue()
+		return
+	}
+	sfd, family, ino, ok := tcpSocketOf(q)
+	if !ok {
+		q.Continue() // the kernel gives its own answer (EBADF, ENOTSOCK, EINVAL...)
+		return
+	}
+	defer unix.Close(sfd)
+	port := addr.Port()
+	if r.opt.Incoming.UID != 0 && port < unprivilegedPortStart() {
+		port = 0
+	}
+	bind := func(ip netip.Addr, port uint16) error {
+		return unix.Bind(sfd, toUnix(family, netip.AddrPortFrom(ip, port)))
+	}
+	ip := addr.Addr()
+	err := bind(ip, port)
+	if errors.Is(err, unix.EADDRNOTAVAIL) {
+		// An address of the target (its pod IP) that this machine does not have.
+		ip, _ = loopbackFor(family, addr)
+		err = bind(ip, port)
+	}
+	if errors.Is(err, unix.EADDRINUSE) && port != 0 {
+		port = 0
+		err = bind(ip, port)
+	}
+	if err != nil {
+		q.Errno(errnoOf(err))
+		return
+	}
+	r.mu.Lock()
+	r.listen.bound[ino] = boundSocket{raw: raw, port: addr.Port()}
+	r.listen.sockNames[ino] = raw
+	r.mu.Unlock()
+	if sa, err := unix.Getsockname(sfd); err == nil {
+		got, _ := fromUnix(sa)
+		r.log.Debug("bind", "asked", addr, "bound", got)
+	}
+	q.Return(0)
+}
+
+// onListen listens on a TCP socket whose port is subscribed and subscribes to the target's
+// port before the call returns, so a client that the program's "listening" message starts
+// already reaches it.
+func (r *Redirector) onListen(q *intercept.Request) {
+	sfd, family, ino, ok := tcpSocketOf(q)
+	if !ok {
+		q.Continue()
+		return
+	}
+	defer unix.Close(sfd)
+	sa, err := unix.Getsockname(sfd)
+	if err != nil {
+		q.Continue()
+		return
+	}
+	local, _ := fromUnix(sa)
+	r.mu.Lock()
+	b, wasBound := r.listen.bound[ino]
+	_, already := r.listen.listeners[ino]
+	r.mu.Unlock()
+	asked := local.Port()
+	if wasBound {
+		asked = b.port
+	}
+	target, ok := r.opt.Incoming.TargetPort(asked)
+	if already || local.Port() == 0 || !ok {
+		q.Continue()
+		return
+	}
+	if err := unix.Listen(sfd, int(int32(q.Arg(1)))); err != nil {
+		q.Errno(errnoOf(err))
+		return
+	}
+	r.mu.Lock()
+	r.listen.listeners[ino] = &listener{family: family, local: local, target: target}
+	if !wasBound {
+		r.listen.sockNames[ino] = encodeSockaddr(family, local)
+	}
+	r.mu.Unlock()
+	r.goHandle(q, func() {
+		r.subscribe(target, local)
+		q.Return(0)
+	})
+}
+
+// subscribe asks the agent for the target's port, once per port; another listener for the
+// same port (IPv4 and IPv6 sockets) joins it.
+func (r *Redirector) subscribe(target uint16, local netip.AddrPort) {
+	r.mu.Lock()
+	if s, ok := r.listen.subs[target]; ok {
+		s.locals = append(s.locals, local)
+		r.mu.Unlock()
+		return
+	}
+	s := &incomingSub{locals: []netip.AddrPort{local}}
+	r.listen.subs[target] = s
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	in := r.opt.Incoming
+	closer, err := r.opt.Client.Subscribe(ctx, wire.Subscription{Port: target, Mode: in.Mode, Filter: in.Filter})
+	if err != nil {
+		r.log.Error("the target's incoming traffic does not reach the program; it listens on this machine only",
+			"target port", target, "local", local, "err", err)
+		return
+	}
+	r.mu.Lock()
+	s.closer = closer
+	r.mu.Unlock()
+	r.log.Info("receiving the target's incoming traffic", "target port", target, "mode", in.Mode, "local", local)
+}
+
+// deliver connects one incoming connection to the program's listener.
+func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
+	defer st.Close()
+	r.mu.Lock()
+	s := r.listen.subs[in.Port]
+	var local netip.AddrPort
+	if s != nil && len(s.locals) > 0 {
+		local = s.locals[0]
+	}
+	r.mu.Unlock()
+	if !local.IsValid() {
+		return
+	}
+	ip := local.Addr()
+	if ip.IsUnspecified() {
+		if ip.Is4() {
+			ip = netip.MustParseAddr("127.0.0.1")
+		} else {
+			ip = netip.IPv6Loopback()
+		}
+	}
+	var src netip.AddrPort
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		// Bind first, to know the source the program's accept will see before it can see it.
+		var err error
+		cerr := rc.Control(func(fd uintptr) {
+			lo := netip.AddrPortFrom(ip, 0)
+			family := unix.AF_INET6
+			if ip.Is4() {
+				family = unix.AF_INET
+			}
+			if err = unix.Bind(int(fd), toUnix(family, lo)); err != nil {
+				return
+			}
+			var sa unix.Sockaddr
+			if sa, err = unix.Getsockname(int(fd)); err != nil {
+				return
+			}
+			src, _ = fromUnix(sa)
+			r.mu.Lock()
+			r.listen.pending[src] = in
+			r.mu.Unlock()
+		})
+		if cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	c, err := d.DialContext(r.ctx, "tcp", netip.AddrPortFrom(ip, local.Port()).String())
+	defer func() {
+		r.mu.Lock()
+		delete(r.listen.pending, src)
+		r.mu.Unlock()
+		// The program may still ask who its peer was; forget it a while after the end.
+		time.AfterFunc(time.Minute, func() { r.forgetAccepted(src) })
+	}()
+	if err != nil {
+		r.log.Warn("the program did not take an incoming connection", "remote", in.Remote, "local", local, "err", err)
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(r.ctx, func() { c.Close(); st.Close() })
+	defer stop()
+	if in.Mode == wire.ModeSteal {
+		wire.Splice(c, st)
+		return
+	}
+	// Mirror: the program gets what the real client sent; its answers go nowhere.
+	answers := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, c)
+		close(answers)
+	}()
+	io.Copy(c, st)
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case <-answers:
+	case <-time.After(30 * time.Second):
+	case <-r.ctx.Done():
+	}
+}
+
+func (r *Redirector) forgetAccepted(src netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.listen.accepted[src]
+	if !ok {
+		return
+	}
+	delete(r.listen.accepted, src)
+	delete(r.listen.sockNames, a.ino)
+	delete(r.peers, a.ino)
+}
+
+// onAccept takes a connection from a subscribed listener itself, to answer the real client's
+// address; accepts on other sockets continue untouched.
+func (r *Redirector) onAccept(q *intercept.Request) {
+	r.mu.Lock()
+	none := len(r.listen.listeners) == 0
+	r.mu.Unlock()
+	if none {
+		q.Continue()
+		return
+	}
+	fd := int(int32(q.Arg(0)))
+	ino, err := q.FDInode(fd)
+	if err != nil {
+		q.Continue()
+		return
+	}
+	r.mu.Lock()
+	l := r.listen.listeners[ino]
+	r.mu.Unlock()
+	if l == nil {
+		q.Continue()
+		return
+	}
+	flags := 0
+	if q.Nr() == unix.SYS_ACCEPT4 {
+		flags = int(int32(q.Arg(3)))
+		if flags&^(unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != 0 {
+			q.Errno(unix.EINVAL)
+			return
+		}
+	}
+	sfd, err := q.GetRawFD(fd)
+	if err != nil {
+		q.Continue()
+		return
+	}
+	fl, err := unix.FcntlInt(uintptr(sfd), unix.F_GETFL, 0)
+	if err != nil {
+		unix.Close(sfd)
+		q.Continue()
+		return
+	}
+	if fl&unix.O_NONBLOCK != 0 {
+		// A non-blocking listener (Go, event loops): one try, here.
+		defer unix.Close(sfd)
+		if err := r.acceptOne(q, sfd, l, flags); err != nil {
+			q.Errno(errnoOf(err))
+		}
+		return
+	}
+	r.goHandle(q, func() {
+		defer unix.Close(sfd)
+		r.acceptBlocking(q, sfd, l, flags)
+	})
+}
+
+// acceptBlocking waits for a connection on a blocking listener. The program's thread cannot
+// take signals while doppel holds its call, so a signal that arrives for it ends the wait
+// with EINTR, as the kernel's accept would without SA_RESTART (and libc and language
+// runtimes retry it).
+func (r *Redirector) acceptBlocking(q *intercept.Request, sfd int, l *listener, flags int) {
+	for {
+		pfd := []unix.PollFd{{Fd: int32(sfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && err != unix.EINTR {
+			q.Errno(errnoOf(err))
+			return
+		}
+		if n > 0 {
+			// A race with another thread may still block here until the next connection.
+			err := r.acceptOne(q, sfd, l, flags)
+			if err == nil {
+				return
+			}
+			if err != unix.EAGAIN {
+				q.Errno(errnoOf(err))
+				return
+			}
+			continue // another thread took it
+		}
+		if !q.Valid() || r.ctx.Err() != nil {
+			q.Errno(unix.EINTR)
+			return
+		}
+		if signalPending(q.Pid()) {
+			q.Errno(unix.EINTR)
+			return
+		}
+	}
+}
+
+// acceptOne accepts one connection from the listener copy sfd and installs it in the program.
+// It returns the error accept4 gave (EAGAIN when there is none) without answering q.
+func (r *Redirector) acceptOne(q *intercept.Request, sfd int, l *listener, flags int) error {
+	nfd, sa, err := unix.Accept4(sfd, unix.SOCK_CLOEXEC|flags&unix.SOCK_NONBLOCK)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(nfd)
+	peerAddr, _ := fromUnix(sa)
+	peerRaw := encodeSockaddr(l.family, peerAddr)
+	ino, _ := inodeOf(nfd)
+	r.mu.Lock()
+	in, fromTarget := r.listen.pending[peerAddr]
+	if fromTarget {
+		peerRaw = encodeSockaddr(l.family, in.Remote)
+		r.peers[ino] = peer{raw: peerRaw}
+		r.listen.sockNames[ino] = encodeSockaddr(l.family, in.Local)
+		r.listen.accepted[peerAddr] = acceptedSockets{ino: ino}
+	}
+	r.mu.Unlock()
+	if err := writeSockaddr(q, q.Arg(1), q.Arg(2), peerRaw); err != nil {
+		return unix.EFAULT
+	}
+	newfd, err := q.AddRawFD(nfd, flags&unix.SOCK_CLOEXEC != 0)
+	if err != nil {
+		return err
+	}
+	q.Return(int64(newfd))
+	return nil
+}
+
+// signalPending reports whether thread tid has a signal pending that it does not block.
+func signalPending(tid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return false
+	}
+	var pending, blocked uint64
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "SigPnd", "ShdPnd":
+			pending |= n
+		case "SigBlk":
+			blocked = n
+		}
+	}
+	return pending&^blocked != 0
+}
+
+// onGetsockname answers the address the program asked for on sockets whose bind doppel made,
+// and the target's address on connections it accepted from the target.
+func (r *Redirector) onGetsockname(q *intercept.Request) {
+	r.answerAddr(q, func() bool { return len(r.listen.sockNames) > 0 }, func(ino uint64) ([]byte, bool) {
+		raw, ok := r.listen.sockNames[ino]
+		return raw, ok
+	})
+}
+
+// closeSubscriptions ends every subscription: the agent removes the rules.
+func (r *Redirector) closeSubscriptions() {
+	r.mu.Lock()
+	var closers []io.Closer
+	for _, s := range r.listen.subs {
+		if s.closer != nil {
+			closers = append(closers, s.closer)
+		}
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range closers {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
+}

@@ -1,0 +1,456 @@
+//go:build linux
+
+package local_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/incoming"
+	"doppel.dev/doppel/internal/testenv"
+)
+
+// session is a `doppel exec` running in the background whose program serves incoming traffic.
+type session struct {
+	cmd    *exec.Cmd
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	lines  []string
+	stderr strings.Builder
+	waited chan struct{}
+	res    result
+}
+
+// startSession starts `doppel exec [flags] -- argv...` and waits until the program printed a
+// line starting with "listening on".
+func startSession(t *testing.T, tp *testenv.Topology, doppel string, flags []string, argv ...string) *session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	s := &session{cmd: doppelCmd(ctx, tp, doppel, flags, nil, argv...), cancel: cancel, waited: make(chan struct{})}
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	start := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		once := sync.Once{}
+		for sc.Scan() {
+			s.mu.Lock()
+			s.lines = append(s.lines, sc.Text())
+			s.mu.Unlock()
+			if strings.HasPrefix(sc.Text(), "listening on") {
+				once.Do(func() { close(listening) })
+			}
+		}
+		err := s.cmd.Wait()
+		s.mu.Lock()
+		s.res = result{stdout: strings.Join(s.lines, "\n") + "\n", stderr: s.stderr.String(), exitCode: s.cmd.ProcessState.ExitCode(), err: err, elapsed: time.Since(start)}
+		s.mu.Unlock()
+		close(s.waited)
+	}()
+	t.Cleanup(func() {
+		s.cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-s.waited:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.waited
+		}
+		cancel()
+	})
+	select {
+	case <-listening:
+	case <-s.waited:
+		t.Fatalf("doppel exec ended before the program listened:\n%s", s.res)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the program did not listen within 30s; stderr:\n%s", s.stderrText())
+	}
+	return s
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (s *session) stderrText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// wait waits for doppel exec to end by itself.
+func (s *session) wait(t *testing.T) result {
+	t.Helper()
+	select {
+	case <-s.waited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("doppel exec did not end; stderr:\n%s", s.stderrText())
+	}
+	return s.res
+}
+
+// output is what the program printed so far.
+func (s *session) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n") + "\n"
+}
+
+// curlFromClient fetches url from the client namespace and returns the body.
+func curlFromClient(t *testing.T, tp *testenv.Topology, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	r := run(tp.InClient(ctx, "curl", append([]string{"-sS", "--max-time", "10"}, args...)...))
+	if r.exitCode != 0 {
+		t.Fatalf("curl %v from the client namespace: %s", args, r)
+	}
+	return r.stdout
+}
+
+// podSessions reads the doppel tables in the pod's network namespace back over netlink.
+func podSessions(t *testing.T, tp *testenv.Topology) []incoming.Session {
+	t.Helper()
+	fd, err := unix.Open("/run/netns/"+tp.PodNetNS(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	s, err := incoming.ListSessions(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The product's canonical scenario, in mirror mode: a Go program, run as nobody, resolves
+// nginx, listens on :80 and logs each request; every request that reaches the pod's own nginx
+// reaches the program too, with the real client's address, and the client still gets nginx's
+// byte-exact answer.
+func TestIncomingMirrorCanonical(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	const n = 5
+	s := startSession(t, tp, doppel, nil, prog, "-n", fmt.Sprint(n))
+	if got := podSessions(t, tp); len(got) != 1 || got[0].Kind != incoming.KindMirror || fmt.Sprint(got[0].Ports) != "[80]" {
+		t.Errorf("doppel tables in the pod: %+v, want one mirror session on port 80", got)
+	}
+	for i := range n {
+		if body := curlFromClient(t, tp, fmt.Sprintf("http://%s/mirror-%d", testenv.PodIP, i)); body != testenv.PodNginxBody {
+			t.Errorf("request %d: the client got %q, want nginx's %q", i, body, testenv.PodNginxBody)
+		}
+	}
+	// The big body, byte for byte, through the mirror.
+	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+testenv.PodBigPath); body != string(testenv.PodBigBody()) {
+		t.Errorf("the client got %d bytes of %s, not nginx's %d", len(body), testenv.PodBigPath, testenv.PodBigSize)
+	}
+	r := s.wait(t)
+	if r.exitCode != 0 {
+		t.Fatalf("doppel exec: %s", r)
+	}
+	want := []string{"resolved nginx: " + testenv.NginxIP, "listening on [::]:80"}
+	for i := range n {
+		want = append(want, fmt.Sprintf("request GET /mirror-%d from %s:", i, testenv.ClientIP))
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("program output lacks %q\n%s", w, r)
+		}
+	}
+	t.Logf("program output:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, " to "+testenv.PodIP+":80") {
+		t.Errorf("accepted connections should be on the pod's address %s:80:\n%s", testenv.PodIP, r.stdout)
+	}
+	checkNoLeftovers(t, doppel)
+	if got := podSessions(t, tp); len(got) != 0 {
+		t.Errorf("doppel tables left in the pod after the session: %+v", got)
+	}
+	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/after"); body != testenv.PodNginxBody {
+		t.Errorf("after the session: %q", body)
+	}
+}
+
+// Steal: the program answers the pod's clients.
+func TestIncomingSteal(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s := startSession(t, tp, doppel, []string{"--steal"}, prog, "-n", "2")
+	for _, path := range []string{"/one", "/two"} {
+		if body := curlFromClient(t, tp, "http://"+testenv.PodIP+path); body != "program: "+path+"\n" {
+			t.Errorf("stolen %s answered %q", path, body)
+		}
+	}
+	if r := s.wait(t); r.exitCode != 0 || !strings.Contains(r.stdout, "request GET /two from "+testenv.ClientIP+":") {
+		t.Errorf("doppel exec: %s", r)
+	}
+	checkNoLeftovers(t, doppel)
+	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/after"); body != testenv.PodNginxBody {
+		t.Errorf("after the session: %q", body)
+	}
+}
+
+// Steal with a header filter over one keep-alive connection with pipelined requests: the
+// requests that match go to the program, the others to the pod's nginx, answered in order.
+func TestIncomingFilteredKeepAlive(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s := startSession(t, tp, doppel, []string{"--steal", "--http-header", "X-Debug-User: alice"}, prog, "-n", "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := tp.DialClient(ctx, "tcp", testenv.PodIP+":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	reqs := []struct {
+		path, header, want string
+	}{
+		{"/a", "X-Debug-User: alice\r\n", "program: /a\n"},
+		{"/b", "", testenv.PodNginxBody},
+		{"/c", "x-debug-user: alice\r\n", "program: /c\n"},
+		{"/d", "X-Debug-User: bob\r\n", testenv.PodNginxBody},
+	}
+	var raw strings.Builder
+	for _, r := range reqs {
+		fmt.Fprintf(&raw, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", r.path, testenv.PodIP, r.header)
+	}
+	if _, err := io.WriteString(c, raw.String()); err != nil { // all pipelined in one write
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for _, r := range reqs {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response to %s: %v", r.path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != r.want {
+			t.Errorf("%s %q: got %q (%v), want %q", r.path, r.header, body, err, r.want)
+		}
+	}
+	res := s.wait(t)
+	if res.exitCode != 0 || !strings.Contains(res.stdout, "request GET /a from "+testenv.ClientIP) ||
+		!strings.Contains(res.stdout, "request GET /c from "+testenv.ClientIP) || strings.Contains(res.stdout, "GET /b") {
+		t.Errorf("program saw the wrong requests: %s", res)
+	}
+}
+
+// Two developers steal from one target with different filters at the same time: each gets
+// only the requests their filter matches, and everything else reaches the pod's nginx.
+func TestIncomingTwoFilteredSessions(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	alice := startSession(t, tp, doppel, []string{"--steal", "--http-header", "X-Debug-User: ^alice$"}, prog, "-name", "", "-n", "2")
+	api := startSession(t, tp, doppel, []string{"--steal", "--http-path", "^/api/", "--http-method", "POST"}, prog, "-name", "", "-n", "1")
+	if got := podSessions(t, tp); len(got) != 2 || got[0].Kind != incoming.KindFiltered || got[1].Kind != incoming.KindFiltered {
+		t.Errorf("doppel tables in the pod: %+v, want two filtered sessions", got)
+	}
+	url := func(path string) string { return "http://" + testenv.PodIP + path }
+	checks := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-H", "X-Debug-User: alice", url("/alice-1")}, "program: /alice-1\n"},
+		{[]string{"-X", "POST", url("/api/orders")}, "program: /api/orders\n"},
+		{[]string{url("/nobody")}, testenv.PodNginxBody},
+		{[]string{"-H", "X-Debug-User: alicex", url("/api/get")}, testenv.PodNginxBody}, // GET: not api's
+		{[]string{"-H", "X-Debug-User: alice", url("/alice-2")}, "program: /alice-2\n"},
+	}
+	for _, c := range checks {
+		if got := curlFromClient(t, tp, c.args...); got != c.want {
+			t.Errorf("curl %v: got %q, want %q", c.args, got, c.want)
+		}
+	}
+	a, b := alice.wait(t), api.wait(t)
+	if a.exitCode != 0 || strings.Contains(a.stdout, "/api/") || strings.Contains(a.stdout, "/nobody") ||
+		!strings.Contains(a.stdout, "request GET /alice-1 from "+testenv.ClientIP) {
+		t.Errorf("alice's program: %s", a)
+	}
+	if b.exitCode != 0 || strings.Contains(b.stdout, "alice") || !strings.Contains(b.stdout, "request POST /api/orders") {
+		t.Errorf("the api program: %s", b)
+	}
+	checkNoLeftovers(t, doppel)
+	if got := podSessions(t, tp); len(got) != 0 {
+		t.Errorf("doppel tables left in the pod: %+v", got)
+	}
+}
+
+// Mirror of a protocol that is not HTTP: a line echo. The real client gets the pod's echo
+// server's answers; the program gets every line with the client's address.
+func TestIncomingMirrorLines(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	port := fmt.Sprint(testenv.PodEchoPort)
+	s := startSession(t, tp, doppel, nil, prog, "-name", "", "-lines", "-listen", ":"+port, "-n", "3")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := tp.DialClient(ctx, "tcp", net.JoinHostPort(testenv.PodIP, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, line := range []string{"one", "two", "three"} {
+		fmt.Fprintf(c, "%s\n", line)
+		got, err := br.ReadString('\n')
+		if err != nil || got != "echo:"+line+"\n" {
+			t.Errorf("the client got %q (%v), want the pod echo server's %q", got, err, "echo:"+line)
+		}
+	}
+	c.Close()
+	r := s.wait(t)
+	for _, line := range []string{"one", "two", "three"} {
+		want := fmt.Sprintf("line %s from %s:", line, testenv.ClientIP)
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("program output lacks %q: %s", want, r)
+		}
+	}
+	if !strings.Contains(r.stdout, " to "+testenv.PodIP+":"+port) {
+		t.Errorf("program output: accepted connections should be on %s:%s: %s", testenv.PodIP, port, r)
+	}
+}
+
+// SIGKILL of the agent mid-load: its rules are gone within a second (the kernel removes the
+// owned table with the agent's netlink socket), and the pod's clients are served again.
+func TestIncomingAgentKilledRulesGone(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s := startSession(t, tp, doppel, []string{"--steal"}, prog, "-name", "")
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	load.Go(func() {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: tp.DialClient}}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if resp, err := client.Get("http://" + testenv.PodIP + "/load"); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	})
+	defer func() { close(stop); load.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	if len(podSessions(t, tp)) != 1 {
+		t.Fatalf("no session table while the session runs")
+	}
+	var agentPID int
+	procs, err := testenv.Descendants(s.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		if strings.Contains(p.Cmdline, " agent") {
+			agentPID = p.PID
+		}
+	}
+	if agentPID == 0 {
+		t.Fatalf("no agent below doppel: %v", procs)
+	}
+	if err := syscall.Kill(agentPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for len(podSessions(t, tp)) != 0 {
+		if time.Since(killed) > time.Second {
+			t.Fatalf("doppel tables still in the pod 1s after the agent was killed: %+v", podSessions(t, tp))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("rules gone %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/after"); body != testenv.PodNginxBody {
+		t.Errorf("after the agent was killed the client got %q, want nginx's answer", body)
+	}
+	if r := s.wait(t); r.exitCode == 0 {
+		t.Errorf("doppel exec after its agent was killed: want a failure, got %s", r)
+	}
+}
+
+// Steal with a header filter over HTTP/2 without TLS (h2c): two requests on one connection,
+// concurrently, one for the program and one for the pod's own h2c server.
+func TestIncomingFilteredHTTP2(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	port := fmt.Sprint(testenv.PodH2Port)
+	s := startSession(t, tp, doppel, []string{"--steal", "--http-header", "X-Debug-User: alice"}, prog, "-name", "", "-h2c", "-listen", ":"+port, "-n", "2")
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	conns := 0
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: protos,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns++
+			return tp.DialClient(ctx, network, addr)
+		}}}
+	get := func(path, user string) (string, error) {
+		req, _ := http.NewRequest("GET", "http://"+net.JoinHostPort(testenv.PodIP, port)+path, nil)
+		if user != "" {
+			req.Header.Set("X-Debug-User", user)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			return "", fmt.Errorf("answered over %s", resp.Proto)
+		}
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	// The first request opens the connection; the next ones share it, concurrently.
+	if got, err := get("/first", "alice"); err != nil || got != "program: /first\n" {
+		t.Fatalf("/first: %q, %v", got, err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range []struct{ path, user, want string }{
+		{"/second", "alice", "program: /second\n"},
+		{"/nginx", "bob", testenv.PodNginxBody},
+		{"/nginx2", "", testenv.PodNginxBody},
+	} {
+		wg.Go(func() {
+			if got, err := get(c.path, c.user); err != nil || got != c.want {
+				t.Errorf("%s (user %q): %q, %v; want %q", c.path, c.user, got, err, c.want)
+			}
+		})
+	}
+	wg.Wait()
+	if conns != 1 {
+		t.Errorf("the client made %d connections, want 1 (HTTP/2 multiplexing)", conns)
+	}
+	r := s.wait(t)
+	if r.exitCode != 0 || !strings.Contains(r.stdout, "request GET /second") || strings.Contains(r.stdout, "/nginx") {
+		t.Errorf("program: %s", r)
+	}
+}
