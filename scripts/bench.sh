@@ -48,7 +48,7 @@ die() {
 
 # ---------------------------------------------------------------------------------------------
 # Tools: installed only when missing (the package list of scripts/deps.sh is not ours to edit).
-packages=(iproute2 util-linux procps curl jq iperf3 wrk proxychains4 microsocks nginx-light hyperfine)
+packages=(iproute2 util-linux procps curl jq iperf3 wrk proxychains4 microsocks nginx-light hyperfine tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -155,6 +155,7 @@ else
   doppel=$PWD/bin/doppel
 fi
 CGO_ENABLED=0 go build -trimpath -o "$work/syscallcost" ./test/bench/syscallcost
+CGO_ENABLED=0 go build -trimpath -o "$work/httpcount" ./test/bench/httpcount
 cp test/bench/connloop.py "$work/connloop.py"
 chmod 755 "$work/connloop.py"
 
@@ -379,6 +380,151 @@ t_true=$(jq -r '.results[1].mean * 1000' "$work/startup.json")
 t_doppel_sd=$(jq -r '.results[0].stddev * 1000' "$work/startup.json")
 
 # ---------------------------------------------------------------------------------------------
+# Incoming traffic: the pod runs its own nginx on port 80 (every address of the pod); the peer
+# namespace is the client, wrk sends to 192.168.77.1:80; doppel's program is httpcount, which
+# counts the requests it gets. nginx's stub_status (on the pod's 127.0.0.1:8081, not redirected)
+# counts the requests nginx served.
+say "incoming: nginx in the pod (the target's own service), clients in the peer namespace"
+mkdir -p "$work/podnginx/body"
+cat >"$work/podnginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/podnginx.pid;
+error_log stderr;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/podnginx/body;
+    server {
+        listen 80 backlog=1024;
+        default_type text/plain;
+        keepalive_requests 1000000;
+        location / { return 200 "hello from the pod\n"; }
+    }
+    server {
+        listen 127.0.0.1:8081;
+        location / { stub_status; }
+    }
+}
+NGINX
+start podnginx ip netns exec "$pod" nginx -p "$work/podnginx" -c "$work/podnginx.conf" -e stderr
+# served: requests nginx has served so far (each call adds its own, which served_between removes).
+served() { ip netns exec "$pod" curl -fsS --max-time 5 http://127.0.0.1:8081/ | awk 'NR == 3 {print $3}'; }
+served_between() { echo $(($2 - $1 - 1)); }
+for _ in $(seq 50); do
+  ip netns exec "$peer" curl -fsS --max-time 1 -o /dev/null http://192.168.77.1/ 2>/dev/null && break
+  sleep 0.1
+done
+[[ $(ip netns exec "$peer" curl -fsS --max-time 2 http://192.168.77.1/) == "hello from the pod" ]] ||
+  die "the pod's nginx does not answer the peer"
+served >/dev/null || die "nginx's stub_status does not answer"
+
+# session_start NAME FLAGS...: `doppel exec FLAGS -- httpcount` in the laptop, in the
+# background, until its program says it listens. session_stop NAME ends it (SIGTERM) and prints
+# the last count.
+declare -A sess_pid
+session_start() {
+  local name=$1
+  shift
+  ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" "$@" -- "$work/httpcount" -listen :80 \
+    >"$work/sess-$name.out" 2>"$work/sess-$name.err" 8>&- 9>&- &
+  sess_pid[$name]=$!
+  echo "$! $(starttime $!)" >>"$state/pids"
+  for _ in $(seq 200); do
+    grep -q '^listening' "$work/sess-$name.out" 2>/dev/null && return 0
+    kill -0 "${sess_pid[$name]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "doppel exec $* did not start its program: $(cat "$work/sess-$name.err")"
+}
+session_count() { awk '$1 == "requests" {n = $2} END {print n + 0}' "$work/sess-$1.out"; }
+# session_settle NAME WANT: waits (up to 5 s) until the program's count reaches WANT or stops
+# moving: mirrored copies arrive a little after the real answers.
+session_settle() {
+  local last=-1 now
+  for _ in $(seq 50); do
+    now=$(session_count "$1")
+    ((now >= $2 || now == last)) && [[ $now != 0 || $2 == 0 ]] && break
+    last=$now
+    sleep 0.1
+  done
+}
+session_stop() {
+  local pid=${sess_pid[$1]}
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  session_count "$1"
+}
+
+# wrk_in LOG URL WRK-ARGS...: requests/s of wrk from the peer (as nobody).
+wrk_in() {
+  local log=$1 url=$2
+  shift 2
+  ip netns exec "$peer" "${nobody[@]}" wrk -d "${seconds}s" "$@" "$url" >"$log" 2>&1 || die "wrk failed: $(cat "$log")"
+  local errors
+  errors=$(grep -E 'Socket errors|Non-2xx' "$log" | tr -s ' ' || true)
+  [[ -z $errors ]] || echo "  wrk ($log): $errors" >&2
+  awk '/^Requests\/sec:/ {print $2}' "$log"
+}
+
+# mirror_round KIND WRK-ARGS...: one round of "off" then "mirror" (KIND: redirect); stores
+# throughput and fidelity.
+mirror_round() {
+  local kind=$1 b a rps got
+  shift
+  b=$(served)
+  rps=$(wrk_in "$work/in-$kind-off-$round.txt" http://192.168.77.1/ "$@")
+  a=$(served)
+  echo "  [${SECONDS}s] $kind round $round off: $rps req/s, nginx served $(served_between "$b" "$a")"
+  res[in_$kind,off]+="$rps "
+  session_start "$kind-$round" "${mirror_flags[@]}"
+  b=$(served)
+  rps=$(wrk_in "$work/in-$kind-on-$round.txt" http://192.168.77.1/ "$@")
+  a=$(served)
+  session_settle "$kind-$round" "$(served_between "$b" "$a")"
+  got=$(session_stop "$kind-$round")
+  echo "  [${SECONDS}s] $kind round $round mirror: $rps req/s, nginx served $(served_between "$b" "$a"), the program got $got"
+  res[in_$kind,on]+="$rps "
+  res[in_$kind,served]+="$(served_between "$b" "$a") "
+  res[in_$kind,got]+="$got "
+}
+
+mirror_flags=()
+say "mirror (redirect): wrk -t1 -c16 (keep-alive) from the peer to the pod's nginx, session off/on, $rounds rounds"
+for round in $(seq "$rounds"); do mirror_round keepalive -t 1 -c 16; done
+say "mirror (redirect): wrk -t1 -c4 -H 'Connection: close' (a connection per request), session off/on, $rounds rounds"
+for round in $(seq "$rounds"); do mirror_round close -t 1 -c 4 -H 'Connection: close'; done
+
+# latency WRK-LOG PERCENTILE: µs
+latency() {
+  awk -v p="$2" '$1 == p {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+    f = (u == "ms") ? 1000 : (u == "s") ? 1e6 : 1; printf "%.1f", v * f}' "$1"
+}
+say "steal: latency of one connection's sequential requests (wrk -t1 -c1 --latency), program in the pod vs stolen to the laptop, $rounds rounds"
+start direct-httpcount ip netns exec "$pod" "${nobody[@]}" "$work/httpcount" -listen :8082
+for _ in $(seq 50); do
+  ip netns exec "$peer" curl -fsS --max-time 1 -o /dev/null http://192.168.77.1:8082/ 2>/dev/null && break
+  sleep 0.1
+done
+for round in $(seq "$rounds"); do
+  wrk_in "$work/steal-direct-$round.txt" http://192.168.77.1:8082/ -t 1 -c 1 --latency >/dev/null
+  session_start "steal-$round" --steal
+  wrk_in "$work/steal-on-$round.txt" http://192.168.77.1/ -t 1 -c 1 --latency >/dev/null
+  session_stop "steal-$round" >/dev/null
+  for p in 50% 99%; do
+    res[steal$p,direct]+="$(latency "$work/steal-direct-$round.txt" $p) "
+    res[steal$p,on]+="$(latency "$work/steal-on-$round.txt" $p) "
+  done
+  echo "  [${SECONDS}s] steal round $round: p50 ${res[steal50%,direct]}/${res[steal50%,on]} µs, p99 ${res[steal99%,direct]}/${res[steal99%,on]} µs (direct/stolen, so far)"
+done
+
+# ---------------------------------------------------------------------------------------------
 # The table.
 cell() { # cell NAME MODE DIGITS UNIT: the mean of the rounds
   local v
@@ -414,8 +560,37 @@ else
   wrk_verdict="$(verdict "$wrk_doppel" 0.5) (no proxychains4 figure)"
 fi
 
+# Incoming rows.
+in_mean() { mean ${res[in_$1,$2]}; }
+in_cell() { echo "$(fmt "$(in_mean "$1" "$2")" 0) req/s"; }
+ratio_in() { ratio "$(in_mean "$1" on)" "$(in_mean "$1" off)"; }
+in_ratio() {
+  local a=(${res[in_$1,on]}) b=(${res[in_$1,off]}) i per=()
+  for i in "${!a[@]}"; do per+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
+  local IFS=,
+  echo "**$(ratio_in "$1")** (${per[*]// /})"
+}
+in_fid() {
+  local g=(${res[in_$1,got]}) s=(${res[in_$1,served]}) i per=() tg=0 ts=0
+  for i in "${!g[@]}"; do
+    per+=("${g[$i]}/${s[$i]}")
+    tg=$((tg + g[i])) ts=$((ts + s[i]))
+  done
+  local IFS=,
+  echo "**$(awk -v a="$tg" -v b="$ts" 'BEGIN {printf "%.4f", b ? a / b : 0}')** (${per[*]})"
+}
+fid_verdict() {
+  local g=(${res[in_$1,got]}) s=(${res[in_$1,served]}) i
+  for i in "${!g[@]}"; do
+    if ((g[i] != s[i])); then echo "not met"; return; fi
+  done
+  echo "met"
+}
+lat_cell() { echo "$(fmt "$(mean ${res[steal$1,$2]})" 0) µs"; }
+lat_added() { awk -v a="$(mean ${res[steal$1,on]})" -v b="$(mean ${res[steal$1,direct]})" 'BEGIN {printf "%+.0f µs", a - b}'; }
+
 p_direct=$(sc "$sc_direct" getpeername) p_doppel=$(sc "$sc_doppel" getpeername) p_remote=$(sc "$sc_doppel_remote" getpeername)
-s_direct=$(sc "$sc_direct" getsockname) s_doppel=$(sc "$sc_doppel" getsockname)
+s_direct=$(sc "$sc_direct" fcntl) s_doppel=$(sc "$sc_doppel" fcntl)
 us() { awk -v a="$1" 'BEGIN {printf "%.2f µs", a / 1000}'; }
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.2f µs", (a - b) / 1000}'; }
 
@@ -470,13 +645,34 @@ three columns (python3 is dynamically linked, so proxychains4's LD_PRELOAD appli
 EOF
 fi
 cat >>"$tmp" <<EOF
+## Incoming traffic
+
+The pod runs its own nginx on port 80 (a 19-byte body); clients in the **peer** namespace load
+it with wrk for ${seconds} s at the highest rate they reach. doppel's program is
+\`test/bench/httpcount\` (counts the requests it gets) under \`doppel exec --target pid:<pod
+process>\` in the laptop, run as nobody, so doppel gives it another local port than 80. nginx's
+stub_status counts what nginx served.
+
+| Row | session off | session on | on / off | requests the program got / nginx served | aim |
+|---|---|---|---|---|---|
+| Mirror (redirect), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off) | $(in_cell keepalive on) | $(in_ratio keepalive) | $(in_fid keepalive) | throughput ≥ 0.8: $(verdict "$(ratio_in keepalive)" 0.8); fidelity 1.0: $(fid_verdict keepalive) |
+| Mirror (redirect), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off) | $(in_cell close on) | $(in_ratio close) | $(in_fid close) | throughput ≥ 0.8: $(verdict "$(ratio_in close)" 0.8); fidelity 1.0: $(fid_verdict close) |
+
+Steal, added latency: one connection's sequential requests (wrk -t1 -c1 --latency, ${seconds} s),
+httpcount run directly in the pod (port 8082) against httpcount in the laptop stealing port 80.
+
+| Percentile | program in the pod | stolen to the laptop | added |
+|---|---|---|---|
+| p50 | $(lat_cell 50% direct) | $(lat_cell 50% on) | **$(lat_added 50%)** |
+| p99 | $(lat_cell 99% direct) | $(lat_cell 99% on) | **$(lat_added 99%)** |
+
 ## Interception and start-up
 
 | Row | without doppel | under doppel | difference |
 |---|---|---|---|
 | One trapped syscall let through (CONTINUE): getpeername(2) on a loopback TCP socket doppel did not redirect (test/bench/syscallcost, static Go, 2 s of calls) | $(us "$p_direct") | $(us "$p_doppel") | **$(diff_us "$p_doppel" "$p_direct")** per call |
 | The same while the program has one redirected connection open (the handler looks the socket up) | $(us "$p_direct") | $(us "$p_remote") | **$(diff_us "$p_remote" "$p_direct")** per call |
-| Control: getsockname(2), not trapped (only the seccomp filter runs) | $(us "$s_direct") | $(us "$s_doppel") | $(diff_us "$s_doppel" "$s_direct") per call |
+| Control: fcntl(2) F_GETFL on the socket, not trapped (only the seccomp filter runs) | $(us "$s_direct") | $(us "$s_doppel") | $(diff_us "$s_doppel" "$s_direct") per call |
 | Start-up: \`doppel exec --target pid:P -- true\` vs \`true\`, in the laptop (hyperfine -N, 30 runs, 3 warm-up) | $(fmt "$t_true" 2) ms | $(fmt "$t_doppel" 1) ms (± $(fmt "$t_doppel_sd" 1)) | **$(awk -v a="$t_doppel" -v b="$t_true" 'BEGIN {printf "%+.1f ms", a - b}')** |
 
 No aim is set for these two; they say what a trapped call and a session start cost.

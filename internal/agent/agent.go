@@ -115,7 +115,7 @@ func Run(ctx context.Context, opt Options) error {
 				conn.Close()
 				continue
 			}
-			s, err := yamux.Server(conn, wire.MuxConfig())
+			s, err := yamux.Server(wire.MuxConn(conn), wire.MuxConfig())
 			if err != nil {
 				conn.Close()
 				continue

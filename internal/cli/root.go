@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -45,6 +47,9 @@ const (
 // Main runs doppel with args and returns the process's exit status.
 func Main(args []string) int {
 	intercept.MaybeRunTrampoline()
+	if stop := startProfile(args); stop != nil {
+		defer stop()
+	}
 	root := newRootCmd()
 	root.SetArgs(args)
 	err := root.Execute()
@@ -87,4 +92,28 @@ func newLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// profileEnv names a directory where every doppel process (the client and its agent) writes a
+// CPU profile of its run, as <subcommand>-<pid>.pprof: a developer's tool, not a feature.
+const profileEnv = "DOPPEL_CPUPROFILE_DIR"
+
+func startProfile(args []string) (stop func()) {
+	dir := os.Getenv(profileEnv)
+	if dir == "" || len(args) == 0 {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", args[0], os.Getpid())))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "doppel: %s: %v\n", profileEnv, err)
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }

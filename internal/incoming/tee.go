@@ -81,8 +81,15 @@ func (t *tee) run() {
 			t.mu.Unlock()
 			return
 		}
+		// Everything queued goes in one write: fewer, larger frames when the copy lags.
 		b := t.queue[0]
-		t.queue = t.queue[1:]
+		if len(t.queue) > 1 {
+			b = nil
+			for _, q := range t.queue {
+				b = append(b, q...)
+			}
+		}
+		t.queue = t.queue[:0]
 		t.mu.Unlock()
 		_, err := t.w.Write(b)
 		t.mu.Lock()

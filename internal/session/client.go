@@ -70,7 +70,7 @@ func Handshake(ctx context.Context, conn net.Conn, secret [wire.SecretSize]byte)
 		return nil, fmt.Errorf("%w: %s", ErrRejected, w.Message)
 	}
 	conn.SetDeadline(time.Time{})
-	mux, err := yamux.Client(conn, wire.MuxConfig())
+	mux, err := yamux.Client(wire.MuxConn(conn), wire.MuxConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -502,3 +502,44 @@ func ParseSocketReply(b []byte) (SocketReply, error) {
 	}
 	return SocketReply{ID: binary.BigEndian.Uint32(b), Errno: binary.BigEndian.Uint16(b[4:])}, nil
 }
+
+// MuxConn wraps the connection a multiplexer session runs on so that each data frame's header
+// and body leave in one write (writev). yamux writes them separately: two syscalls and, with
+// TCP_NODELAY, two packets per frame. Only the session's send loop writes to it.
+func MuxConn(c net.Conn) net.Conn { return &frameConn{Conn: c} }
+
+type frameConn struct {
+	net.Conn
+	held []byte // a data frame's header, written with the body that follows it
+	hbuf [yamuxHeaderSize]byte
+}
+
+// yamux's frame header: version, type, flags (2), stream ID (4), length (4). Type 0 is data,
+// whose length is that of the body that follows.
+const (
+	yamuxHeaderSize = 12
+	yamuxTypeData   = 0
+)
+
+func (c *frameConn) Write(p []byte) (int, error) {
+	if c.held != nil {
+		hdr := c.held
+		c.held = nil
+		var err error
+		if _, ok := c.Conn.(*net.TCPConn); ok {
+			bufs := net.Buffers{hdr, p}
+			_, err = bufs.WriteTo(c.Conn) // writev
+		} else {
+			_, err = c.Conn.Write(append(hdr, p...))
+		}
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if len(p) == yamuxHeaderSize && p[1] == yamuxTypeData && binary.BigEndian.Uint32(p[8:12]) > 0 {
+		c.held = append(c.hbuf[:0], p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}

@@ -325,3 +325,31 @@ func TestSpliceDrainsWhenOneSideIsGone(t *testing.T) {
 		t.Fatal("Splice did not return after the source ended")
 	}
 }
+
+// The multiplexer works over MuxConn, and a data frame's header and body leave in one write.
+func TestMuxConnJoinsHeaderAndBody(t *testing.T) {
+	var writes [][]byte
+	rec := &recordConn{write: func(p []byte) { writes = append(writes, append([]byte(nil), p...)) }}
+	c := MuxConn(rec)
+	hdr := []byte{0, yamuxTypeData, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
+	c.Write(hdr)
+	if len(writes) != 0 {
+		t.Fatalf("a data header was written alone: %x", writes)
+	}
+	c.Write([]byte("abc"))
+	if len(writes) != 1 || !bytes.Equal(writes[0], append(hdr, "abc"...)) {
+		t.Fatalf("writes %x, want the header and body together", writes)
+	}
+	ping := []byte{0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9}
+	c.Write(ping)
+	if len(writes) != 2 || !bytes.Equal(writes[1], ping) {
+		t.Fatalf("a ping must go out at once: %x", writes)
+	}
+}
+
+type recordConn struct {
+	net.Conn
+	write func([]byte)
+}
+
+func (r *recordConn) Write(p []byte) (int, error) { r.write(p); return len(p), nil }

@@ -3,8 +3,8 @@
 // 127.0.0.1 (doppel traps that connect and lets it through, loopback stays local), then calls
 // getpeername(2) on it in a loop for a fixed time: doppel traps getpeername and lets it through
 // too, so under doppel each call is one seccomp user notification and one CONTINUE. It does the
-// same with getsockname(2), which doppel does not trap, as the control. It prints
-// "<call> <calls> <ns/op>" lines.
+// same with fcntl(2) F_GETFL on the socket, which doppel does not trap, as the control. It
+// prints "<call> <calls> <ns/op>" lines.
 //
 // With -remote ADDR it first opens a TCP connection to ADDR and keeps it open: under doppel that
 // connection is redirected, so the getpeername handler has a table to look the socket up in
@@ -57,11 +57,22 @@ func run(dur time.Duration, remote string) error {
 	}
 	var ctlErr error
 	err = rc.Control(func(fd uintptr) {
+		var sa [128]byte
 		for _, call := range []struct {
 			name string
-			nr   uintptr
-		}{{"getpeername", syscall.SYS_GETPEERNAME}, {"getsockname", syscall.SYS_GETSOCKNAME}} {
-			n, per, err := measure(fd, call.nr, dur)
+			fn   func() syscall.Errno
+		}{
+			{"getpeername", func() syscall.Errno {
+				n := uint32(len(sa))
+				_, _, e := syscall.Syscall(syscall.SYS_GETPEERNAME, fd, uintptr(unsafe.Pointer(&sa[0])), uintptr(unsafe.Pointer(&n)))
+				return e
+			}},
+			{"fcntl", func() syscall.Errno {
+				_, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+				return e
+			}},
+		} {
+			n, per, err := measure(call.fn, dur)
 			if err != nil {
 				ctlErr = fmt.Errorf("%s: %w", call.name, err)
 				return
@@ -75,14 +86,11 @@ func run(dur time.Duration, remote string) error {
 	return ctlErr
 }
 
-// measure calls the socket-address syscall nr on fd in batches until dur has passed and returns
-// the number of calls and the mean nanoseconds per call.
-func measure(fd, nr uintptr, dur time.Duration) (int, float64, error) {
-	var sa [128]byte
+// measure makes the call fn in batches until dur has passed and returns the number of calls
+// and the mean nanoseconds per call.
+func measure(fn func() syscall.Errno, dur time.Duration) (int, float64, error) {
 	call := func() error {
-		n := uint32(len(sa))
-		_, _, e := syscall.Syscall(nr, fd, uintptr(unsafe.Pointer(&sa[0])), uintptr(unsafe.Pointer(&n)))
-		if e != 0 {
+		if e := fn(); e != 0 {
 			return e
 		}
 		return nil
