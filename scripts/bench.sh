@@ -439,15 +439,18 @@ session_start() {
   die "doppel exec $* did not start its program: $(cat "$work/sess-$name.err")"
 }
 session_count() { awk '$1 == "requests" {n = $2} END {print n + 0}' "$work/sess-$1.out"; }
-# session_settle NAME WANT: waits (up to 5 s) until the program's count reaches WANT or stops
-# moving: mirrored copies arrive a little after the real answers.
+# session_settle NAME WANT: waits until the program's count reaches WANT, or has not moved for
+# 2 s (at most 60 s): copies arrive after the real answers, the more so the more the program side
+# lags behind the load.
 session_settle() {
-  local last=-1 now
-  for _ in $(seq 50); do
+  local last=-1 now still=0
+  for _ in $(seq 300); do
     now=$(session_count "$1")
-    ((now >= $2 || now == last)) && [[ $now != 0 || $2 == 0 ]] && break
+    ((now >= $2)) && break
+    if ((now == last)); then still=$((still + 1)); else still=0; fi
+    ((still >= 10)) && break
     last=$now
-    sleep 0.1
+    sleep 0.2
   done
 }
 session_stop() {
@@ -500,6 +503,61 @@ say "mirror (redirect): wrk -t1 -c16 (keep-alive) from the peer to the pod's ngi
 for round in $(seq "$rounds"); do mirror_round keepalive -t 1 -c 16; done
 say "mirror (redirect): wrk -t1 -c4 -H 'Connection: close' (a connection per request), session off/on, $rounds rounds"
 for round in $(seq "$rounds"); do mirror_round close -t 1 -c 4 -H 'Connection: close'; done
+
+# tcpdump beside the capture: the packets that start with "GET " (each request of these loads is
+# one such packet), to the pod's port 80. tcpdump_stop prints how many it captured.
+tcpdump_start() {
+  ip netns exec "$pod" tcpdump -i any -n -s 96 -B 65536 -w /dev/null \
+    'tcp dst port 80 and tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420' >"$work/tcpdump-$1.log" 2>&1 8>&- 9>&- &
+  tcpdump_pid=$!
+  echo "$! $(starttime $!)" >>"$state/pids"
+  for _ in $(seq 50); do
+    grep -q 'listening on' "$work/tcpdump-$1.log" && return 0
+    sleep 0.1
+  done
+  die "tcpdump did not start: $(cat "$work/tcpdump-$1.log")"
+}
+tcpdump_stop() {
+  kill -INT "$tcpdump_pid"
+  wait "$tcpdump_pid" 2>/dev/null || true
+  awk '/packets captured/ {print $1}' "$work/tcpdump-$1.log"
+}
+# capture_round KIND WRK-ARGS...: off, then a capture session, then a capture session with
+# tcpdump beside it on the same traffic.
+capture_round() {
+  local kind=$1 b a rps got dumped
+  shift
+  b=$(served)
+  rps=$(wrk_in "$work/cap-$kind-off-$round.txt" http://192.168.77.1/ "$@")
+  a=$(served)
+  res[cap_$kind,off]+="$rps "
+  echo "  [${SECONDS}s] capture $kind round $round off: $rps req/s"
+  session_start "cap-$kind-$round" --mirror-capture
+  b=$(served)
+  rps=$(wrk_in "$work/cap-$kind-on-$round.txt" http://192.168.77.1/ "$@")
+  a=$(served)
+  session_settle "cap-$kind-$round" "$(served_between "$b" "$a")"
+  got=$(session_stop "cap-$kind-$round")
+  res[cap_$kind,on]+="$rps "
+  res[cap_$kind,served]+="$(served_between "$b" "$a") "
+  res[cap_$kind,got]+="$got "
+  echo "  [${SECONDS}s] capture $kind round $round on: $rps req/s, nginx served $(served_between "$b" "$a"), the program got $got"
+  session_start "capdump-$kind-$round" --mirror-capture
+  tcpdump_start "$kind-$round"
+  b=$(served)
+  rps=$(wrk_in "$work/cap-$kind-dump-$round.txt" http://192.168.77.1/ "$@")
+  a=$(served)
+  session_settle "capdump-$kind-$round" "$(served_between "$b" "$a")"
+  got=$(session_stop "capdump-$kind-$round")
+  dumped=$(tcpdump_stop "$kind-$round")
+  res[capdump_$kind,served]+="$(served_between "$b" "$a") "
+  res[capdump_$kind,got]+="$got "
+  res[capdump_$kind,dumped]+="$dumped "
+  echo "  [${SECONDS}s] capture $kind round $round beside tcpdump: $rps req/s, nginx served $(served_between "$b" "$a"), the program got $got, tcpdump $dumped"
+}
+say "mirror (passive capture): keep-alive and a connection per request; off, on, and on beside tcpdump; $rounds rounds"
+for round in $(seq "$rounds"); do capture_round keepalive -t 1 -c 16; done
+for round in $(seq "$rounds"); do capture_round close -t 1 -c 4 -H 'Connection: close'; done
 
 # latency WRK-LOG PERCENTILE: µs
 latency() {
@@ -561,17 +619,22 @@ else
 fi
 
 # Incoming rows.
-in_mean() { mean ${res[in_$1,$2]}; }
-in_cell() { echo "$(fmt "$(in_mean "$1" "$2")" 0) req/s"; }
-ratio_in() { ratio "$(in_mean "$1" on)" "$(in_mean "$1" off)"; }
+# The optional last argument of these is the row family: "in" (redirect, the default) or "cap".
+in_mean() { mean ${res[${3:-in}_$1,$2]}; }
+in_cell() { echo "$(fmt "$(in_mean "$1" "$2" "${3:-in}")" 0) req/s"; }
+ratio_in() { ratio "$(in_mean "$1" on "${2:-in}")" "$(in_mean "$1" off "${2:-in}")"; }
 in_ratio() {
-  local a=(${res[in_$1,on]}) b=(${res[in_$1,off]}) i per=()
+  local f=${2:-in}
+  local a=(${res[${f}_$1,on]}) b=(${res[${f}_$1,off]}) i per=()
   for i in "${!a[@]}"; do per+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
   local IFS=,
-  echo "**$(ratio_in "$1")** (${per[*]// /})"
+  echo "**$(ratio_in "$1" "$f")** (${per[*]// /})"
 }
+dump_sum() { printf '%s\n' ${res[capdump_$1,$2]} | awk '{s += $1} END {print s + 0}'; }
+dump_ratio() { awk -v a="$(dump_sum "$1" "$2")" -v b="$(dump_sum "$1" served)" 'BEGIN {printf "%.4f", b ? a / b : 0}'; }
 in_fid() {
-  local g=(${res[in_$1,got]}) s=(${res[in_$1,served]}) i per=() tg=0 ts=0
+  local f=${2:-in}
+  local g=(${res[${f}_$1,got]}) s=(${res[${f}_$1,served]}) i per=() tg=0 ts=0
   for i in "${!g[@]}"; do
     per+=("${g[$i]}/${s[$i]}")
     tg=$((tg + g[i])) ts=$((ts + s[i]))
@@ -580,7 +643,8 @@ in_fid() {
   echo "**$(awk -v a="$tg" -v b="$ts" 'BEGIN {printf "%.4f", b ? a / b : 0}')** (${per[*]})"
 }
 fid_verdict() {
-  local g=(${res[in_$1,got]}) s=(${res[in_$1,served]}) i
+  local f=${2:-in}
+  local g=(${res[${f}_$1,got]}) s=(${res[${f}_$1,served]}) i
   for i in "${!g[@]}"; do
     if ((g[i] != s[i])); then echo "not met"; return; fi
   done
@@ -657,6 +721,17 @@ stub_status counts what nginx served.
 |---|---|---|---|---|---|
 | Mirror (redirect), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off) | $(in_cell keepalive on) | $(in_ratio keepalive) | $(in_fid keepalive) | throughput ≥ 0.8: $(verdict "$(ratio_in keepalive)" 0.8); fidelity 1.0: $(fid_verdict keepalive) |
 | Mirror (redirect), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off) | $(in_cell close on) | $(in_ratio close) | $(in_fid close) | throughput ≥ 0.8: $(verdict "$(ratio_in close)" 0.8); fidelity 1.0: $(fid_verdict close) |
+| Mirror (passive capture), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off cap) | $(in_cell keepalive on cap) | $(in_ratio keepalive cap) | $(in_fid keepalive cap) | throughput ≥ 0.95: $(verdict "$(ratio_in keepalive cap)" 0.95); fidelity 1.0: $(fid_verdict keepalive cap) |
+| Mirror (passive capture), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off cap) | $(in_cell close on cap) | $(in_ratio close cap) | $(in_fid close cap) | throughput ≥ 0.95: $(verdict "$(ratio_in close cap)" 0.95); fidelity 1.0: $(fid_verdict close cap) |
+
+Passive capture beside tcpdump (\`tcpdump -i any\` in the pod, counting the packets that start
+with "GET ", one per request in these loads) during one more run of the same load, the capture
+session on too:
+
+| Load | nginx served | the program got (doppel's capture) | tcpdump captured | doppel / served | tcpdump / served |
+|---|---|---|---|---|---|
+| keep-alive: wrk -t1 -c16 | $(dump_sum keepalive served) | $(dump_sum keepalive got) | $(dump_sum keepalive dumped) | **$(dump_ratio keepalive got)** | **$(dump_ratio keepalive dumped)** |
+| a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(dump_sum close served) | $(dump_sum close got) | $(dump_sum close dumped) | **$(dump_ratio close got)** | **$(dump_ratio close dumped)** |
 
 Steal, added latency: one connection's sequential requests (wrk -t1 -c1 --latency, ${seconds} s),
 httpcount run directly in the pod (port 8082) against httpcount in the laptop stealing port 80.

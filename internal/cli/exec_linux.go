@@ -37,9 +37,6 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.Incoming.IsEnabled() && cfg.Incoming.Mirror == config.MirrorCapture {
-		return fail(errors.New("incoming.mirror: capture (--mirror-capture) is not available in this build yet; leave it at redirect"))
-	}
 	tgt, err := target.Parse(cfg.Target)
 	if err != nil {
 		return fail(err)
@@ -192,6 +189,9 @@ func incomingOptions(cfg *config.Config, run *programSpec) *session.IncomingOpti
 		Mode:       wire.ModeMirror,
 		TargetPort: in.TargetPort,
 		UID:        os.Geteuid(),
+	}
+	if in.Mirror == config.MirrorCapture {
+		opt.Mode = wire.ModeCapture
 	}
 	if in.Steals() {
 		opt.Mode = wire.ModeSteal

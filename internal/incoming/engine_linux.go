@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"doppel.dev/doppel/internal/capture"
 	"doppel.dev/doppel/internal/httproute"
 	"doppel.dev/doppel/internal/wire"
 )
@@ -37,6 +38,8 @@ type Engine struct {
 	peers  net.Listener // answers later sessions who is behind the connections passed on
 
 	forwards forwards
+	capture  *capture.Capture         // passive capture, from the first capture subscription
+	captured map[uint16]*subscription // by port
 }
 
 type subscription struct {
@@ -53,7 +56,7 @@ func New(opt Options) *Engine {
 	if opt.InNetns == nil {
 		opt.InNetns = func(fn func() error) error { return fn() }
 	}
-	return &Engine{opt: opt, log: opt.Logger, subs: make(map[uint16]*subscription)}
+	return &Engine{opt: opt, log: opt.Logger, subs: make(map[uint16]*subscription), captured: make(map[uint16]*subscription)}
 }
 
 func kindOf(s wire.Subscription) Kind {
@@ -92,6 +95,12 @@ func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver) (unsubscribe 
 	defer e.mu.Unlock()
 	if e.closed {
 		return nil, net.ErrClosed
+	}
+	if sub.Mode == wire.ModeCapture {
+		if _, dup := e.captured[sub.Port]; dup {
+			return nil, fmt.Errorf("port %d is already captured in this session", sub.Port)
+		}
+		return e.subscribeCapture(s)
 	}
 	if _, dup := e.subs[sub.Port]; dup {
 		return nil, fmt.Errorf("port %d is already subscribed in this session", sub.Port)
@@ -156,9 +165,12 @@ func (e *Engine) unsubscribe(port uint16, s *subscription) {
 	e.log.Info("unsubscribed", "port", port)
 }
 
-func (e *Engine) ports() []uint16 {
+func (e *Engine) ports() []uint16 { return sortedPorts(e.subs) }
+
+// sortedPorts returns the keys of subs in order.
+func sortedPorts(subs map[uint16]*subscription) []uint16 {
 	var ports []uint16
-	for p := range e.subs {
+	for p := range subs {
 		ports = append(ports, p)
 	}
 	slices.Sort(ports)
@@ -227,7 +239,14 @@ func (e *Engine) Close() {
 	if e.peers != nil {
 		e.peers.Close()
 	}
+	c := e.capture
 	e.mu.Unlock()
+	if c != nil {
+		c.Close()
+		st := c.Stats()
+		e.log.Info("capture stopped", "packets", st.Packets, "dropped by the kernel", st.Drops,
+			"connections", st.Opened, "complete", st.Completed, "incomplete", st.Incomplete, "missed", st.Missed)
+	}
 	done := make(chan struct{})
 	go func() { e.conns.Wait(); close(done) }()
 	select {

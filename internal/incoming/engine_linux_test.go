@@ -408,3 +408,44 @@ func TestSubscribeRefusesABadFilter(t *testing.T) {
 		t.Errorf("a refused subscription wrote %+v", s)
 	}
 }
+
+// Passive capture: no table, the real client talks to the target directly, and the client
+// side gets the client's bytes in capture frames, then a complete end.
+func TestCapture(t *testing.T) {
+	p := newNetPair(t)
+	e := p.engine(t)
+	ch := make(chan delivered, 2)
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeCapture}, deliverTo(ch)); err != nil {
+		t.Fatal(err)
+	}
+	if s := sessions(t, p.srvFD); len(s) != 0 {
+		t.Errorf("capture wrote nftables tables: %+v", s)
+	}
+	c := p.dial(t, srvIP+":80")
+	if got := exchange(t, c, "hello", "world"); !cmp.Equal(got, []string{"server: hello", "server: world"}) {
+		t.Errorf("the real client got %q", got)
+	}
+	c.Close()
+	d := receive(t, ch)
+	if d.in.Mode != wire.ModeCapture || d.in.Remote.Addr() != netip.MustParseAddr(cliIP) || d.in.Local != netip.MustParseAddrPort(srvIP+":80") {
+		t.Errorf("incoming %+v", d.in)
+	}
+	d.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var data []byte
+	for {
+		f, err := wire.ReadCaptureFrame(d.conn, nil)
+		if err != nil {
+			t.Fatalf("capture frames: %v (data so far %q)", err, data)
+		}
+		if f.End {
+			if !f.Complete {
+				t.Errorf("capture ended incomplete: %s", f.Reason)
+			}
+			break
+		}
+		data = append(data, f.Data...)
+	}
+	if string(data) != "hello\nworld\n" {
+		t.Errorf("captured %q, want %q", data, "hello\nworld\n")
+	}
+}

@@ -12,6 +12,11 @@ import (
 type tee struct {
 	w     io.WriteCloser
 	limit int
+	// open, when set, makes w on the goroutine before the first write (a failure drops the
+	// copy); frame writes a chunk (default: as it is); end writes a trailer before w closes.
+	open  func() (io.WriteCloser, error)
+	frame func(w io.Writer, b []byte) error
+	end   func(w io.Writer, cut bool)
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -23,10 +28,18 @@ type tee struct {
 }
 
 func newTee(w io.WriteCloser, limit int) *tee {
-	t := &tee{w: w, limit: limit, exited: make(chan struct{})}
-	t.cond = sync.NewCond(&t.mu)
-	go t.run()
+	t := &tee{w: w, limit: limit}
+	t.start()
 	return t
+}
+
+func (t *tee) start() {
+	t.exited = make(chan struct{})
+	t.cond = sync.NewCond(&t.mu)
+	if t.frame == nil {
+		t.frame = func(w io.Writer, b []byte) error { _, err := w.Write(b); return err }
+	}
+	go t.run()
 }
 
 // write queues a copy of b. It reports false the first time the copy is cut for falling behind.
@@ -63,7 +76,10 @@ func (t *tee) close() {
 		return
 	case <-time.After(flushTimeout):
 	}
-	if d, ok := t.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+	t.mu.Lock()
+	w := t.w
+	t.mu.Unlock()
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		d.SetWriteDeadline(time.Unix(1, 0))
 	}
 	<-t.exited
@@ -71,6 +87,19 @@ func (t *tee) close() {
 
 func (t *tee) run() {
 	defer close(t.exited)
+	if t.open != nil {
+		w, err := t.open()
+		t.mu.Lock()
+		if err != nil {
+			t.cut = true
+			t.queue, t.queued = nil, 0
+		}
+		t.w = w
+		t.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
 	defer t.w.Close()
 	for {
 		t.mu.Lock()
@@ -78,7 +107,11 @@ func (t *tee) run() {
 			t.cond.Wait()
 		}
 		if t.cut || (t.done && len(t.queue) == 0) {
+			cut := t.cut
 			t.mu.Unlock()
+			if t.end != nil {
+				t.end(t.w, cut)
+			}
 			return
 		}
 		// Everything queued goes in one write: fewer, larger frames when the copy lags.
@@ -91,7 +124,7 @@ func (t *tee) run() {
 		}
 		t.queue = t.queue[:0]
 		t.mu.Unlock()
-		_, err := t.w.Write(b)
+		err := t.frame(t.w, b)
 		t.mu.Lock()
 		t.queued -= len(b)
 		if err != nil {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +42,7 @@ type listenState struct {
 	pending   map[netip.AddrPort]wire.Incoming   // by the source of doppel's local connection
 	subs      map[uint16]*incomingSub            // by target port
 	accepted  map[netip.AddrPort]acceptedSockets // by the source of doppel's local connection
+	dialing   map[uint16]int                     // by the program's port: deliveries connecting
 }
 
 type boundSocket struct {
@@ -71,6 +71,7 @@ func newListenState() listenState {
 		pending:   make(map[netip.AddrPort]wire.Incoming),
 		subs:      make(map[uint16]*incomingSub),
 		accepted:  make(map[netip.AddrPort]acceptedSockets),
+		dialing:   make(map[uint16]int),
 	}
 }
 
@@ -249,34 +250,24 @@ func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 			ip = netip.IPv6Loopback()
 		}
 	}
+	// The kernel picks the source port at connect (binding port 0 first searches for a free
+	// port among all bound ones, which grows slow with thousands of connections in TIME_WAIT).
+	// Until the source is known here, the program's accept waits for it (see awaitDelivery).
+	port := local.Port()
+	r.mu.Lock()
+	r.listen.dialing[port]++
+	r.mu.Unlock()
+	d := net.Dialer{Timeout: 10 * time.Second}
+	c, err := d.DialContext(r.ctx, "tcp", netip.AddrPortFrom(ip, port).String())
 	var src netip.AddrPort
-	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		// Bind first, to know the source the program's accept will see before it can see it.
-		var err error
-		cerr := rc.Control(func(fd uintptr) {
-			lo := netip.AddrPortFrom(ip, 0)
-			family := unix.AF_INET6
-			if ip.Is4() {
-				family = unix.AF_INET
-			}
-			if err = unix.Bind(int(fd), toUnix(family, lo)); err != nil {
-				return
-			}
-			var sa unix.Sockaddr
-			if sa, err = unix.Getsockname(int(fd)); err != nil {
-				return
-			}
-			src, _ = fromUnix(sa)
-			r.mu.Lock()
-			r.listen.pending[src] = in
-			r.mu.Unlock()
-		})
-		if cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	c, err := d.DialContext(r.ctx, "tcp", netip.AddrPortFrom(ip, local.Port()).String())
+	r.mu.Lock()
+	if err == nil {
+		src = c.LocalAddr().(*net.TCPAddr).AddrPort()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		r.listen.pending[src] = in
+	}
+	r.listen.dialing[port]--
+	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		delete(r.listen.pending, src)
@@ -301,12 +292,39 @@ func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 		io.Copy(io.Discard, c)
 		close(answers)
 	}()
-	io.Copy(c, st)
+	if in.Mode == wire.ModeCapture {
+		if complete, reason := copyCaptured(c, st); !complete {
+			// The program got the bytes before the loss; a reset, not an end, tells it so.
+			r.log.Warn("a captured connection is incomplete: the program got what came before the loss, then a reset",
+				"remote", in.Remote, "local", in.Local, "reason", reason)
+			c.(*net.TCPConn).SetLinger(0)
+			return
+		}
+	} else {
+		io.Copy(c, st)
+	}
 	c.(*net.TCPConn).CloseWrite()
 	select {
 	case <-answers:
 	case <-time.After(30 * time.Second):
 	case <-r.ctx.Done():
+	}
+}
+
+// copyCaptured writes the data frames of a captured connection to c until its end frame.
+func copyCaptured(c net.Conn, st net.Conn) (complete bool, reason string) {
+	buf := make([]byte, wire.MaxBody)
+	for {
+		f, err := wire.ReadCaptureFrame(st, buf)
+		if err != nil {
+			return false, "the agent's copy ended without its end: " + err.Error()
+		}
+		if f.End {
+			return f.Complete, f.Reason
+		}
+		if _, err := c.Write(f.Data); err != nil {
+			return false, "the program closed the connection: " + err.Error()
+		}
 	}
 }
 
@@ -425,7 +443,7 @@ func (r *Redirector) acceptOne(q *intercept.Request, sfd int, l *listener, flags
 	peerRaw := encodeSockaddr(l.family, peerAddr)
 	ino, _ := inodeOf(nfd)
 	r.mu.Lock()
-	in, fromTarget := r.listen.pending[peerAddr]
+	in, fromTarget := r.awaitDelivery(peerAddr, l.local.Port())
 	if fromTarget {
 		peerRaw = encodeSockaddr(l.family, in.Remote)
 		r.peers[ino] = peer{raw: peerRaw}
@@ -442,6 +460,26 @@ func (r *Redirector) acceptOne(q *intercept.Request, sfd int, l *listener, flags
 	}
 	q.Return(int64(newfd))
 	return nil
+}
+
+// deliveryWait bounds how long an accept waits for a delivery's connect to return: the program
+// can accept the connection as soon as the handshake is done, a moment before doppel's connect
+// call returns and records the source.
+const deliveryWait = 5 * time.Millisecond
+
+// awaitDelivery finds the incoming connection whose local connection comes from peer; while a
+// delivery to port is still connecting, it waits for it a little. r.mu is held (and released
+// while waiting). ok is false for connections doppel did not make.
+func (r *Redirector) awaitDelivery(peer netip.AddrPort, port uint16) (in wire.Incoming, ok bool) {
+	deadline := time.Now().Add(deliveryWait)
+	for {
+		if in, ok = r.listen.pending[peer]; ok || !peer.Addr().IsLoopback() || r.listen.dialing[port] == 0 || time.Now().After(deadline) {
+			return in, ok
+		}
+		r.mu.Unlock()
+		time.Sleep(20 * time.Microsecond)
+		r.mu.Lock()
+	}
 }
 
 // signalPending reports whether thread tid has a signal pending that it does not block.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 )
 
@@ -17,6 +18,10 @@ const (
 	// ModeSteal: the client's program serves the connections (with a Filter: only the HTTP
 	// requests it matches; the others go to the target's own service).
 	ModeSteal Mode = 2
+	// ModeCapture: like ModeMirror, but the agent copies each connection from a packet socket,
+	// without rules in the target's network and without being in the connection's path; the
+	// incoming stream carries capture frames (WriteCaptureData, WriteCaptureEnd).
+	ModeCapture Mode = 3
 )
 
 func (m Mode) String() string {
@@ -25,9 +30,13 @@ func (m Mode) String() string {
 		return "mirror"
 	case ModeSteal:
 		return "steal"
+	case ModeCapture:
+		return "capture"
 	}
 	return fmt.Sprintf("mode(%d)", uint8(m))
 }
+
+func (m Mode) valid() bool { return m == ModeMirror || m == ModeSteal || m == ModeCapture }
 
 // Subscription asks the agent for the incoming connections to one port of the target.
 type Subscription struct {
@@ -94,13 +103,13 @@ func parseSubscription(b []byte) (Subscription, error) {
 	if err := d.end("subscription"); err != nil {
 		return Subscription{}, err
 	}
-	if s.Mode != ModeMirror && s.Mode != ModeSteal {
+	if !s.Mode.valid() {
 		return Subscription{}, fmt.Errorf("subscription: unknown mode %d", s.Mode)
 	}
 	if s.Port == 0 {
 		return Subscription{}, errors.New("subscription: port 0")
 	}
-	if s.Mode == ModeMirror && s.Filter.IsSet() {
+	if s.Mode != ModeSteal && s.Filter.IsSet() {
 		return Subscription{}, errors.New("subscription: an HTTP filter needs steal mode")
 	}
 	return s, nil
@@ -124,7 +133,7 @@ func parseIncoming(b []byte) (Incoming, error) {
 	if err := d.end("incoming"); err != nil {
 		return Incoming{}, err
 	}
-	if in.Mode != ModeMirror && in.Mode != ModeSteal {
+	if !in.Mode.valid() {
 		return Incoming{}, fmt.Errorf("incoming: unknown mode %d", in.Mode)
 	}
 	return in, nil
@@ -194,4 +203,80 @@ func (d *decoder) end(what string) error {
 		return fmt.Errorf("%s: %d trailing bytes", what, len(d.b))
 	}
 	return nil
+}
+
+// Capture frames: type (1 byte), length (2 bytes), payload. A data frame carries bytes the real
+// client sent, in order; the end frame closes the connection's copy: status (0 complete, 1
+// incomplete: the capture lost something, and nothing after the loss was sent) and a reason.
+const (
+	captureFrameData = 1
+	captureFrameEnd  = 2
+)
+
+// WriteCaptureData writes p as capture data frames.
+func WriteCaptureData(w io.Writer, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), MaxBody)
+		b := make([]byte, 0, 3+n)
+		b = append(b, captureFrameData)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+		b = append(b, p[:n]...)
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// WriteCaptureEnd writes the end frame of a captured connection.
+func WriteCaptureEnd(w io.Writer, complete bool, reason string) error {
+	reason = truncate(reason)
+	if len(reason) > MaxBody-1 {
+		reason = reason[:MaxBody-1]
+	}
+	status := byte(1)
+	if complete {
+		status = 0
+	}
+	b := []byte{captureFrameEnd}
+	b = binary.BigEndian.AppendUint16(b, uint16(1+len(reason)))
+	b = append(b, status)
+	b = append(b, reason...)
+	_, err := w.Write(b)
+	return err
+}
+
+// CaptureFrame is one decoded capture frame: data, or the end.
+type CaptureFrame struct {
+	Data     []byte // valid until the next read with the same buffer
+	End      bool
+	Complete bool
+	Reason   string
+}
+
+// ReadCaptureFrame reads one capture frame, using buf for its data when it is large enough.
+func ReadCaptureFrame(r io.Reader, buf []byte) (CaptureFrame, error) {
+	var h [3]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return CaptureFrame{}, err
+	}
+	n := int(binary.BigEndian.Uint16(h[1:]))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return CaptureFrame{}, fmt.Errorf("read capture frame: %w", err)
+	}
+	switch h[0] {
+	case captureFrameData:
+		return CaptureFrame{Data: buf}, nil
+	case captureFrameEnd:
+		if n < 1 || buf[0] > 1 {
+			return CaptureFrame{}, errors.New("capture end frame: bad status")
+		}
+		return CaptureFrame{End: true, Complete: buf[0] == 0, Reason: string(buf[1:])}, nil
+	}
+	return CaptureFrame{}, fmt.Errorf("capture frame: unknown type %d", h[0])
 }

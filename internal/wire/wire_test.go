@@ -353,3 +353,56 @@ type recordConn struct {
 }
 
 func (r *recordConn) Write(p []byte) (int, error) { r.write(p); return len(p), nil }
+
+func TestCaptureFrames(t *testing.T) {
+	var b bytes.Buffer
+	big := bytes.Repeat([]byte("x"), MaxBody+10)
+	if err := WriteCaptureData(&b, []byte("GET / HTTP/1.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	WriteCaptureData(&b, big)
+	WriteCaptureEnd(&b, false, "lost 1448 bytes at offset 20480")
+	var got []byte
+	for {
+		f, err := ReadCaptureFrame(&b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.End {
+			if f.Complete || f.Reason != "lost 1448 bytes at offset 20480" {
+				t.Errorf("end frame %+v", f)
+			}
+			break
+		}
+		got = append(got, f.Data...)
+	}
+	if want := append([]byte("GET / HTTP/1.1\r\n"), big...); !bytes.Equal(got, want) {
+		t.Errorf("data: got %d bytes, want %d", len(got), len(want))
+	}
+}
+
+func FuzzReadCaptureFrame(f *testing.F) {
+	var b bytes.Buffer
+	WriteCaptureData(&b, []byte("abc"))
+	f.Add(b.Bytes())
+	b.Reset()
+	WriteCaptureEnd(&b, true, "")
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fr, err := ReadCaptureFrame(bytes.NewReader(in), nil)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if fr.End {
+			WriteCaptureEnd(&out, fr.Complete, fr.Reason)
+		} else {
+			WriteCaptureData(&out, fr.Data)
+		}
+		if len(fr.Data) > 0 || fr.End {
+			if !bytes.Equal(out.Bytes(), in[:out.Len()]) {
+				t.Fatalf("re-encoding differs: %x vs %x", out.Bytes(), in)
+			}
+		}
+	})
+}

@@ -454,3 +454,39 @@ func TestIncomingFilteredHTTP2(t *testing.T) {
 		t.Errorf("program: %s", r)
 	}
 }
+
+// Passive capture: the program gets a copy of every request without rules in the pod (no
+// table, no agent in the connections' path), and the clients get nginx's answers.
+func TestIncomingMirrorCapture(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	const n = 4
+	s := startSession(t, tp, doppel, []string{"--mirror-capture"}, prog, "-name", "", "-n", fmt.Sprint(n))
+	if got := podSessions(t, tp); len(got) != 0 {
+		t.Errorf("passive capture wrote tables in the pod: %+v", got)
+	}
+	for i := range n {
+		if body := curlFromClient(t, tp, fmt.Sprintf("http://%s/captured-%d", testenv.PodIP, i)); body != testenv.PodNginxBody {
+			t.Errorf("request %d: the client got %q", i, body)
+		}
+	}
+	r := s.wait(t)
+	if r.exitCode != 0 {
+		t.Fatalf("doppel exec: %s", r)
+	}
+	for i := range n {
+		if want := fmt.Sprintf("request GET /captured-%d from %s:", i, testenv.ClientIP); !strings.Contains(r.stdout, want) {
+			t.Errorf("program output lacks %q: %s", want, r)
+		}
+	}
+	// nginx saw the clients themselves: nothing stood in between.
+	reqs, err := tp.PodNginxLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range reqs {
+		if strings.HasPrefix(q.URI, "/captured-") && q.Remote.Addr().String() != testenv.ClientIP {
+			t.Errorf("nginx saw %s from %v, want the client %s", q.URI, q.Remote, testenv.ClientIP)
+		}
+	}
+}

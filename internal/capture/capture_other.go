@@ -1,0 +1,29 @@
+//go:build !linux
+
+package capture
+
+import (
+	"fmt"
+	"runtime"
+
+	"doppel.dev/doppel/internal/intercept"
+)
+
+// Capture needs Linux (AF_PACKET sockets).
+type Capture struct{}
+
+// Start fails with an error wrapping intercept.ErrNotSupported.
+func Start(Options) (*Capture, error) {
+	return nil, fmt.Errorf("passive capture (AF_PACKET packet sockets, Linux only) on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
+}
+
+// SetPorts fails with an error wrapping intercept.ErrNotSupported.
+func (c *Capture) SetPorts([]uint16) error {
+	return fmt.Errorf("passive capture on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
+}
+
+// Stats returns zero counts.
+func (c *Capture) Stats() Stats { return Stats{} }
+
+// Close does nothing.
+func (c *Capture) Close() {}

@@ -1,0 +1,48 @@
+// Package capture gives copies of the TCP connections that clients make to some ports of a
+// target, without firewall rules and without CAP_NET_ADMIN: it reads the packets from an
+// AF_PACKET socket (CAP_NET_RAW) in the target's network namespace and reassembles each client's
+// byte stream from them. It never delivers a corrupted stream: a connection with missing bytes is
+// delivered up to the first gap and then ended as incomplete, with a reason.
+//
+// What it owns, and for how long, per Capture (from Start until Close returns):
+//
+//   - The packet socket (SOCK_DGRAM, ETH_P_ALL, bound to every interface of the namespace),
+//     its classic BPF filter (replaced by SetPorts) and its receive ring: a TPACKET_V3 ring of
+//     ringBlocks blocks of ringBlockSize bytes, mapped into the process (64 MiB by default).
+//   - An eventfd that wakes the capture goroutine for Close.
+//   - One goroutine, the only reader of the ring. It decodes the packets, keeps the state of
+//     every connection (its next expected sequence number and the out-of-order bytes that wait
+//     for a gap to be filled: at most maxConnBuffer per connection and maxTotalBuffer in all;
+//     for a few seconds after their end, the addresses of connections it does not deliver),
+//     and calls Options.Open and the Sinks' Write and End methods.
+//   - Each Sink from Open until its End call, which happens exactly once: when the client's FIN
+//     or RST has been seen after all its data, when data is lost, when the port stops being
+//     captured, or at Close.
+//
+// What is captured: IPv4 and IPv6 TCP packets whose destination port is a captured port and
+// that the kernel marks PACKET_HOST, that is, packets this namespace receives. Only the
+// client-to-server direction is read. On the loopback interface every packet shows up twice,
+// once as it is sent (PACKET_OUTGOING) and once as it is received (PACKET_HOST); the filter
+// keeps only the second, so connections over lo (from a sidecar) are captured exactly once.
+// Packets the namespace sends (PACKET_OUTGOING) and packets for other hosts (PACKET_OTHERHOST,
+// seen in promiscuous mode) are never taken.
+//
+// What a Sink gets: a connection is opened (Options.Open) when the client's first segment after
+// its SYN is seen, and delivered from the byte after the SYN. Out-of-order segments wait for
+// the gap before them, retransmitted and overlapping bytes are delivered once, and bytes after
+// the FIN are ignored. A gap that no retransmission fills within gapTimeout ends the connection
+// incomplete. Such gaps come from packets the kernel dropped because the ring was full (the
+// server got them, so the client never sends them again): Stats.Drops counts those. A gap is
+// seen from any later segment of the client, including the bare ACKs it sends while it reads a
+// response; a connection whose last packets are all lost and whose client then stays silent
+// cannot be told from an idle one, and stays open until the client sends again or Close.
+// Connections that were open before the capture started, or before their port was added, are
+// not delivered at all (their start is unknown): they only count in Stats.Missed.
+//
+// Limits: IPv6 packets with extension headers between the fixed header and TCP, and IPv4
+// fragments, are not captured (a connection that needs them ends incomplete). Checksums are not
+// verified: with checksum offload and GRO/GSO the kernel hands the packet socket packets whose
+// checksums are not filled in yet. Packets merged by GRO or not yet split by GSO are handled:
+// lengths come from the IP total length (IPv4) or payload length (IPv6) and the TCP data
+// offset, and a zero length field (BIG TCP) means the whole packet.
+package capture
