@@ -157,7 +157,7 @@ func TestIncomingMirrorCanonical(t *testing.T) {
 	tp, doppel := setup(t)
 	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
 	const n = 5
-	s := startSession(t, tp, doppel, nil, prog, "-n", fmt.Sprint(n))
+	s := startSession(t, tp, doppel, nil, prog, "-n", fmt.Sprint(n+1))
 	if got := podSessions(t, tp); len(got) != 1 || got[0].Kind != incoming.KindMirror || fmt.Sprint(got[0].Ports) != "[80]" {
 		t.Errorf("doppel tables in the pod: %+v, want one mirror session on port 80", got)
 	}
@@ -165,6 +165,10 @@ func TestIncomingMirrorCanonical(t *testing.T) {
 		if body := curlFromClient(t, tp, fmt.Sprintf("http://%s/mirror-%d", testenv.PodIP, i)); body != testenv.PodNginxBody {
 			t.Errorf("request %d: the client got %q, want nginx's %q", i, body, testenv.PodNginxBody)
 		}
+	}
+	// IPv6: the program sees the client's IPv6 address.
+	if body := curlFromClient(t, tp, "http://["+testenv.PodIP6+"]/mirror-v6"); body != testenv.PodNginxBody {
+		t.Errorf("over IPv6 the client got %q", body)
 	}
 	// The big body, byte for byte, through the mirror.
 	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+testenv.PodBigPath); body != string(testenv.PodBigBody()) {
@@ -178,6 +182,7 @@ func TestIncomingMirrorCanonical(t *testing.T) {
 	for i := range n {
 		want = append(want, fmt.Sprintf("request GET /mirror-%d from %s:", i, testenv.ClientIP))
 	}
+	want = append(want, fmt.Sprintf("request GET /mirror-v6 from [%s]:", testenv.ClientIP6), " to ["+testenv.PodIP6+"]:80")
 	for _, w := range want {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("program output lacks %q\n%s", w, r)
@@ -488,5 +493,55 @@ func TestIncomingMirrorCapture(t *testing.T) {
 		if strings.HasPrefix(q.URI, "/captured-") && q.Remote.Addr().String() != testenv.ClientIP {
 			t.Errorf("nginx saw %s from %v, want the client %s", q.URI, q.Remote, testenv.ClientIP)
 		}
+	}
+}
+
+// Port mapping: the program listens on local port 8080 and receives the pod's port 80.
+func TestIncomingPortMap(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s := startSession(t, tp, doppel, []string{"--steal", "--port-map", "8080:80"}, prog, "-name", "", "-listen", ":8080", "-n", "1")
+	if got := podSessions(t, tp); len(got) != 1 || fmt.Sprint(got[0].Ports) != "[80]" {
+		t.Errorf("doppel tables in the pod: %+v, want one session on port 80", got)
+	}
+	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/mapped"); body != "program: /mapped\n" {
+		t.Errorf("port 80 answered %q, want the program listening on 8080", body)
+	}
+	if r := s.wait(t); r.exitCode != 0 || !strings.Contains(r.stdout, "listening on [::]:8080") ||
+		!strings.Contains(r.stdout, "request GET /mapped from "+testenv.ClientIP) || !strings.Contains(r.stdout, " to "+testenv.PodIP+":80") {
+		t.Errorf("doppel exec: %s", r)
+	}
+}
+
+// An ignored port, and --no-incoming: the program listens on this machine only; nothing is
+// written in the pod and the pod's clients keep getting nginx.
+func TestIncomingIgnoredAndOff(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	// The program runs as nobody: an ignored port stays the program's own business, so it uses
+	// one it may bind.
+	for _, flags := range [][]string{{"--steal", "--ignore-port", "8081"}, {"--steal", "--no-incoming"}} {
+		s := startSession(t, tp, doppel, flags, prog, "-name", "", "-listen", "127.0.0.1:8081")
+		if got := podSessions(t, tp); len(got) != 0 {
+			t.Errorf("%v: doppel tables in the pod: %+v", flags, got)
+		}
+		if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/"); body != testenv.PodNginxBody {
+			t.Errorf("%v: the pod's port 80 answered %q, want nginx", flags, body)
+		}
+		if r := run(tp.InClient(context.Background(), "curl", "-sS", "--max-time", "2", "http://"+testenv.PodIP+":8081/")); r.exitCode == 0 {
+			t.Errorf("%v: the pod's port 8081 answered: %s", flags, r)
+		}
+		// The program really listens on this machine, on the port it asked for.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r := run(tp.InLaptop(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8081/local"))
+		cancel()
+		if r.stdout != "program: /local\n" {
+			t.Errorf("%v: the program on 127.0.0.1:8081 in the laptop: %s", flags, r)
+		}
+		if !strings.Contains(s.output(), "listening on 127.0.0.1:8081") {
+			t.Errorf("%v: program output: %s", flags, s.output())
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.wait(t)
 	}
 }
