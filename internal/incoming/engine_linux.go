@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -38,6 +37,8 @@ type Engine struct {
 	peers  net.Listener // answers later sessions who is behind the connections passed on
 
 	forwards forwards
+	relays   map[*relayed]struct{}    // connections relayed to the next hop, for a handover
+	adopter  *adopter                 // the agent that takes them over at Close, if any
 	capture  *capture.Capture         // passive capture, from the first capture subscription
 	captured map[uint16]*subscription // by port
 }
@@ -56,7 +57,8 @@ func New(opt Options) *Engine {
 	if opt.InNetns == nil {
 		opt.InNetns = func(fn func() error) error { return fn() }
 	}
-	return &Engine{opt: opt, log: opt.Logger, subs: make(map[uint16]*subscription), captured: make(map[uint16]*subscription)}
+	return &Engine{opt: opt, log: opt.Logger, subs: make(map[uint16]*subscription),
+		captured: make(map[uint16]*subscription), relays: make(map[*relayed]struct{})}
 }
 
 func kindOf(s wire.Subscription) Kind {
@@ -130,7 +132,7 @@ func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver) (unsubscribe 
 			return nil, err
 		}
 		err := e.opt.InNetns(func() (err error) {
-			e.peers, err = net.Listen("unix", peerSocket(e.table.rank))
+			e.peers, err = net.Listen("unixpacket", peerSocket(e.table.rank))
 			return err
 		})
 		if err != nil {
@@ -230,7 +232,9 @@ func (e *Engine) Close() {
 		return
 	}
 	e.closed = true
+	rank := 0
 	if e.table != nil {
+		rank = e.table.rank
 		e.table.Close()
 	}
 	if e.ln != nil {
@@ -247,6 +251,9 @@ func (e *Engine) Close() {
 		e.log.Info("capture stopped", "packets", st.Packets, "dropped by the kernel", st.Drops,
 			"connections", st.Opened, "complete", st.Completed, "incomplete", st.Incomplete, "missed", st.Missed)
 	}
+	if rank != 0 {
+		e.handOver(rank)
+	}
 	done := make(chan struct{})
 	go func() { e.conns.Wait(); close(done) }()
 	select {
@@ -254,6 +261,11 @@ func (e *Engine) Close() {
 	case <-time.After(drainTimeout):
 		e.log.Warn("connections still in flight at exit", "waited", drainTimeout)
 	}
+	e.mu.Lock()
+	if e.adopter != nil {
+		e.adopter.c.Close()
+	}
+	e.mu.Unlock()
 }
 
 // Table is the name of the session's nftables table, "" before the first subscription.
@@ -378,7 +390,15 @@ func (e *Engine) passOn(ctx context.Context, c *net.TCPConn, prefix []byte, orig
 			return
 		}
 	}
-	wire.Splice(c, up)
+	e.relay(c, tcpOf(up), nil, nil)
+}
+
+// tcpOf is the TCP connection under a connection the agent dialled.
+func tcpOf(c net.Conn) *net.TCPConn {
+	if fc, ok := c.(*forwardConn); ok {
+		return fc.TCPConn
+	}
+	return c.(*net.TCPConn)
 }
 
 // dialOriginal connects to the address the real client asked for, from inside the target's
@@ -429,37 +449,15 @@ func (e *Engine) mirror(ctx context.Context, c *net.TCPConn, in wire.Incoming, d
 	st, err := deliver(ctx, in)
 	if err != nil {
 		e.log.Debug("client unreachable; not mirroring this connection", "remote", in.Remote, "err", err)
-		wire.Splice(c, up)
+		e.relay(c, tcpOf(up), nil, nil)
 		return
 	}
 	copy := newTee(st, mirrorLimit) // closes st once the copy is out
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		io.Copy(c, up)
-		c.CloseWrite()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			if _, werr := up.Write(buf[:n]); werr != nil {
-				break
-			}
-			if !copy.write(buf[:n]) {
-				e.log.Warn("mirror copy fell behind by more than the limit; this connection's copy is cut",
-					"remote", in.Remote, "limit", mirrorLimit)
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	if hc, ok := up.(interface{ CloseWrite() error }); ok {
-		hc.CloseWrite()
-	}
+	e.relay(c, tcpOf(up), copy, func() {
+		e.log.Warn("mirror copy fell behind by more than the limit; this connection's copy is cut",
+			"remote", in.Remote, "limit", mirrorLimit)
+	})
 	copy.close()
-	<-done
 }
 
 // originalDst is the destination the client connected to before the redirect.

@@ -449,3 +449,39 @@ func TestCapture(t *testing.T) {
 		t.Errorf("captured %q, want %q", data, "hello\nworld\n")
 	}
 }
+
+// A session that ends hands the connections in flight through it to another session's agent:
+// a connection the later steal session serves keeps working after the mirror session ended.
+func TestEndingSessionHandsOverConnections(t *testing.T) {
+	p := newNetPair(t)
+	mirror, steal := p.engine(t), p.engine(t)
+	stolen, copies := make(chan delivered, 1), make(chan delivered, 1)
+	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d := <-stolen
+		answerLines(d.conn, "program")
+	}()
+	c := p.dial(t, srvIP+":80")
+	if got := exchange(t, c, "before"); got[0] != "program: before" {
+		t.Fatalf("answer %q", got)
+	}
+	receive(t, copies)
+	start := time.Now()
+	mirror.Close()
+	if d := time.Since(start); d >= drainTimeout {
+		t.Errorf("Close took %v: it waited for the drain instead of handing over", d)
+	}
+	if s := sessions(t, p.srvFD); len(s) != 1 || s[0].Kind != KindSteal {
+		t.Errorf("sessions after the mirror ended: %+v", s)
+	}
+	// The connection outlives the mirror session, well past its drain time.
+	time.Sleep(drainTimeout + 500*time.Millisecond)
+	if got := exchange(t, c, "after", "again"); !cmp.Equal(got, []string{"program: after", "program: again"}) {
+		t.Errorf("after the mirror session ended the connection answered %q", got)
+	}
+}

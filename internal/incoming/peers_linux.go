@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"doppel.dev/doppel/internal/wire"
 )
 
@@ -61,8 +63,15 @@ func (c *forwardConn) Close() error {
 	return c.TCPConn.Close()
 }
 
-// servePeers answers the lookups of later sessions on ln: a request is an address (wire
-// encoding), the answer one byte (1 found, 0 not) and, when found, the real client's address.
+// Messages on the peer socket (SOCK_SEQPACKET): peerLookup followed by an address asks who is
+// behind it (answer: 1 and the real client's address, or 0); peerAdopt carries a connection's
+// two sockets (SCM_RIGHTS) for the receiving agent to relay from then on.
+const (
+	peerLookup = 'L'
+	peerAdopt  = 'H'
+)
+
+// servePeers answers other sessions' agents on ln.
 func (e *Engine) servePeers(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
@@ -71,21 +80,33 @@ func (e *Engine) servePeers(ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			uc := c.(*net.UnixConn)
 			buf := make([]byte, 64)
-			n, err := c.Read(buf)
-			if err != nil {
-				return
+			oob := make([]byte, unix.CmsgSpace(2*4))
+			for {
+				n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+				if err != nil || n == 0 {
+					return
+				}
+				switch buf[0] {
+				case peerLookup:
+					a, _, err := wire.ParseAddr(buf[1:n])
+					if err != nil {
+						return
+					}
+					if r, ok := e.forwards.lookup(a); ok {
+						uc.Write(wire.AppendAddr([]byte{1}, r))
+					} else {
+						uc.Write([]byte{0})
+					}
+				case peerAdopt:
+					if err := e.adopted(oob[:oobn]); err != nil {
+						e.log.Warn("a handed-over connection was refused", "err", err)
+					}
+				default:
+					return
+				}
 			}
-			a, _, err := wire.ParseAddr(buf[:n])
-			if err != nil {
-				return
-			}
-			if r, ok := e.forwards.lookup(a); ok {
-				c.Write(wire.AppendAddr([]byte{1}, r))
-				return
-			}
-			c.Write([]byte{0})
 		}()
 	}
 }
@@ -96,7 +117,7 @@ func (e *Engine) realRemote(rank int, remote netip.AddrPort) netip.AddrPort {
 	for r := rank - 1; r >= 1; r-- {
 		var c net.Conn
 		err := e.opt.InNetns(func() (err error) {
-			c, err = net.DialTimeout("unix", peerSocket(r), time.Second)
+			c, err = net.DialTimeout("unixpacket", peerSocket(r), time.Second)
 			return err
 		})
 		if err != nil {
@@ -105,7 +126,7 @@ func (e *Engine) realRemote(rank int, remote netip.AddrPort) netip.AddrPort {
 		c.SetDeadline(time.Now().Add(2 * time.Second))
 		buf := make([]byte, 64)
 		var n int
-		if _, err = c.Write(wire.AppendAddr(nil, remote)); err == nil {
+		if _, err = c.Write(wire.AppendAddr([]byte{peerLookup}, remote)); err == nil {
 			n, err = c.Read(buf)
 		}
 		c.Close()
