@@ -408,7 +408,11 @@ http {
     }
 }
 NGINX
-start podnginx ip netns exec "$pod" nginx -p "$work/podnginx" -c "$work/podnginx.conf" -e stderr
+# Two CPUs, two machines: the pod's side (its nginx, the clients' wrk and doppel's agent) runs on
+# CPU 0, the developer's side (doppel exec and its program) on CPU 1, as the node and the laptop
+# would; with one CPU everything shares it.
+if (($(nproc) >= 2)); then pod_cpu=0 laptop_cpu=1; else pod_cpu=0 laptop_cpu=0; fi
+start podnginx taskset -c "$pod_cpu" ip netns exec "$pod" nginx -p "$work/podnginx" -c "$work/podnginx.conf" -e stderr
 # served: requests nginx has served so far (each call adds its own, which served_between removes).
 served() { ip netns exec "$pod" curl -fsS --max-time 5 http://127.0.0.1:8081/ | awk 'NR == 3 {print $3}'; }
 served_between() { echo $(($2 - $1 - 1)); }
@@ -427,12 +431,19 @@ declare -A sess_pid
 session_start() {
   local name=$1
   shift
-  ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" "$@" -- "$work/httpcount" -listen :80 \
+  taskset -c "$laptop_cpu" ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" "$@" -- "$work/httpcount" -listen :80 \
     >"$work/sess-$name.out" 2>"$work/sess-$name.err" 8>&- 9>&- &
   sess_pid[$name]=$!
   echo "$! $(starttime $!)" >>"$state/pids"
+  local p
   for _ in $(seq 200); do
-    grep -q '^listening' "$work/sess-$name.out" 2>/dev/null && return 0
+    if grep -q '^listening' "$work/sess-$name.out" 2>/dev/null; then
+      # The agent belongs to the pod's side: it would run on the target's node.
+      for p in $(pgrep -f -- " agent --pid $pod_pid"); do
+        taskset -a -p -c "$pod_cpu" "$p" >/dev/null
+      done
+      return 0
+    fi
     kill -0 "${sess_pid[$name]}" 2>/dev/null || break
     sleep 0.1
   done
@@ -469,7 +480,7 @@ session_stop() {
 wrk_in() {
   local log=$1 url=$2
   shift 2
-  ip netns exec "$peer" "${nobody[@]}" wrk -d "${seconds}s" "$@" "$url" >"$log" 2>&1 || die "wrk failed: $(cat "$log")"
+  taskset -c "$pod_cpu" ip netns exec "$peer" "${nobody[@]}" wrk -d "${seconds}s" "$@" "$url" >"$log" 2>&1 || die "wrk failed: $(cat "$log")"
   local errors
   errors=$(grep -E 'Socket errors|Non-2xx' "$log" | tr -s ' ' || true)
   [[ -z $errors ]] || echo "  wrk ($log): $errors" >&2
@@ -507,7 +518,7 @@ for round in $(seq "$rounds"); do mirror_round close -t 1 -c 4 -H 'Connection: c
 # tcpdump beside the capture: the packets that start with "GET " (each request of these loads is
 # one such packet), to the pod's port 80. tcpdump_stop prints how many it captured.
 tcpdump_start() {
-  ip netns exec "$pod" tcpdump -i any -n -s 96 -B 65536 -w /dev/null \
+  taskset -c "$pod_cpu" ip netns exec "$pod" tcpdump -i any -n -s 96 -B 65536 -w /dev/null \
     'tcp dst port 80 and tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420' >"$work/tcpdump-$1.log" 2>&1 8>&- 9>&- &
   tcpdump_pid=$!
   echo "$! $(starttime $!)" >>"$state/pids"
@@ -565,7 +576,7 @@ latency() {
     f = (u == "ms") ? 1000 : (u == "s") ? 1e6 : 1; printf "%.1f", v * f}' "$1"
 }
 say "steal: latency of one connection's sequential requests (wrk -t1 -c1 --latency), program in the pod vs stolen to the laptop, $rounds rounds"
-start direct-httpcount ip netns exec "$pod" "${nobody[@]}" "$work/httpcount" -listen :8082
+start direct-httpcount taskset -c "$pod_cpu" ip netns exec "$pod" "${nobody[@]}" "$work/httpcount" -listen :8082
 for _ in $(seq 50); do
   ip netns exec "$peer" curl -fsS --max-time 1 -o /dev/null http://192.168.77.1:8082/ 2>/dev/null && break
   sleep 0.1
@@ -715,7 +726,12 @@ The pod runs its own nginx on port 80 (a 19-byte body); clients in the **peer** 
 it with wrk for ${seconds} s at the highest rate they reach. doppel's program is
 \`test/bench/httpcount\` (counts the requests it gets) under \`doppel exec --target pid:<pod
 process>\` in the laptop, run as nobody, so doppel gives it another local port than 80. nginx's
-stub_status counts what nginx served.
+stub_status counts what nginx served. The two CPUs stand for two machines: the pod's side
+(nginx, wrk, and doppel's agent, which runs beside the target) is pinned to CPU $pod_cpu, the
+developer's side (doppel exec and its program) to CPU $laptop_cpu (taskset); so "session on"
+costs the pod's side what doppel's agent and its rules cost, not what the developer's program
+costs. Without the pinning the program's copy of the load competes with nginx for the same two
+CPUs (see the notes).
 
 | Row | session off | session on | on / off | requests the program got / nginx served | aim |
 |---|---|---|---|---|---|

@@ -235,14 +235,16 @@ func (a *agent) subscribe(s *yamux.Session, st net.Conn, sub wire.Subscription) 
 		}
 		return c, nil
 	}
-	unsubscribe, err := a.incoming.Subscribe(sub, deliver)
+	// The capture feed goes on this stream, after the OK reply.
+	fw := &feedWriter{st: st}
+	unsubscribe, err := a.incoming.Subscribe(sub, deliver, fw)
 	if err != nil {
 		a.log.Warn("subscription refused", "port", sub.Port, "err", err)
 		reply(st, err)
 		return
 	}
 	defer unsubscribe()
-	if reply(st, nil) != nil {
+	if fw.ok() != nil {
 		return
 	}
 	// The client sends nothing more; the stream's end (or the session's) ends the subscription.
@@ -254,4 +256,29 @@ func reply(w io.Writer, err error) error {
 		return wire.WriteReply(w, wire.Reply{OK: true})
 	}
 	return wire.WriteReply(w, wire.Reply{Errno: uint16(errnoOf(err)), Message: err.Error()})
+}
+
+// feedWriter writes a subscription's OK reply before anything else on its stream.
+type feedWriter struct {
+	mu      sync.Mutex
+	st      net.Conn
+	replied bool
+	err     error
+}
+
+func (w *feedWriter) ok() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.replied {
+		w.replied = true
+		w.err = reply(w.st, nil)
+	}
+	return w.err
+}
+
+func (w *feedWriter) Write(p []byte) (int, error) {
+	if err := w.ok(); err != nil {
+		return 0, err
+	}
+	return w.st.Write(p)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,6 +45,7 @@ type Engine struct {
 }
 
 type subscription struct {
+	feed    *feed // capture subscriptions
 	sub     wire.Subscription
 	filter  *httproute.Filter
 	deliver Deliver
@@ -83,8 +85,9 @@ func (e *ConflictError) Error() string {
 }
 
 // Subscribe starts redirecting sub.Port to the agent. Connections to it go to deliver until
-// unsubscribe is called. Every subscription of one Engine must have the same mode and filter.
-func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver) (unsubscribe func(), err error) {
+// unsubscribe is called; with wire.ModeCapture their copies go to feed instead, as the capture
+// feed's frames. Every subscription of one Engine must have the same mode and filter.
+func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver, feed io.Writer) (unsubscribe func(), err error) {
 	s := &subscription{sub: sub, deliver: deliver}
 	if sub.Filter.IsSet() {
 		if s.filter, err = compileFilter(sub.Filter); err != nil {
@@ -102,7 +105,7 @@ func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver) (unsubscribe 
 		if _, dup := e.captured[sub.Port]; dup {
 			return nil, fmt.Errorf("port %d is already captured in this session", sub.Port)
 		}
-		return e.subscribeCapture(s)
+		return e.subscribeCapture(s, feed)
 	}
 	if _, dup := e.subs[sub.Port]; dup {
 		return nil, fmt.Errorf("port %d is already subscribed in this session", sub.Port)

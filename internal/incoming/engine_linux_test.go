@@ -223,7 +223,7 @@ func TestMirror(t *testing.T) {
 	p := newNetPair(t)
 	e := p.engine(t)
 	ch := make(chan delivered, 4)
-	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(ch)); err != nil {
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(ch), nil); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]Session{{Table: "doppel-01-mirror", Rank: 1, Kind: KindMirror, Ports: []uint16{80}}}, sessions(t, p.srvFD)); diff != "" {
@@ -264,7 +264,7 @@ func TestSteal(t *testing.T) {
 	p := newNetPair(t)
 	e := p.engine(t)
 	ch := make(chan delivered, 1)
-	unsubscribe, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch))
+	unsubscribe, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestStealFallsBackWhenClientGone(t *testing.T) {
 	p := newNetPair(t)
 	e := p.engine(t)
 	gone := func(context.Context, wire.Incoming) (net.Conn, error) { return nil, errors.New("session closed") }
-	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, gone); err != nil {
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, gone, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := exchange(t, p.dial(t, srvIP+":80"), "x"); got[0] != "server: x" {
@@ -305,10 +305,10 @@ func TestStealConflict(t *testing.T) {
 	p := newNetPair(t)
 	a, b := p.engine(t), p.engine(t)
 	ch := make(chan delivered, 1)
-	if _, err := a.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch)); err != nil {
+	if _, err := a.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch), nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := b.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch))
+	_, err := b.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch), nil)
 	var conflict *ConflictError
 	if !errors.As(err, &conflict) || conflict.Table != "doppel-90-steal" {
 		t.Fatalf("second whole steal of port 80: %v, want a ConflictError naming doppel-90-steal", err)
@@ -317,7 +317,7 @@ func TestStealConflict(t *testing.T) {
 		t.Errorf("the refused session made table %q", b.Table())
 	}
 	a.Close()
-	if _, err := b.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch)); err != nil {
+	if _, err := b.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(ch), nil); err != nil {
 		t.Fatalf("after the first session ended: %v", err)
 	}
 }
@@ -328,10 +328,10 @@ func TestMirrorAndStealChain(t *testing.T) {
 	p := newNetPair(t)
 	steal, mirror := p.engine(t), p.engine(t)
 	stolen, copies := make(chan delivered, 1), make(chan delivered, 1)
-	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen)); err != nil {
+	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies)); err != nil {
+	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies), nil); err != nil {
 		t.Fatal(err)
 	}
 	stolenIn := make(chan wire.Incoming, 1)
@@ -364,7 +364,7 @@ func TestNotRedirectedIsDropped(t *testing.T) {
 	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, func(context.Context, wire.Incoming) (net.Conn, error) {
 		t.Error("a direct connection to the agent's port was delivered")
 		return nil, errors.New("no")
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	port := e.ln.Addr().(*net.TCPAddr).Port
@@ -381,7 +381,7 @@ func TestFilteredNotHTTPGoesToTarget(t *testing.T) {
 	e := p.engine(t)
 	ch := make(chan delivered, 1)
 	sub := wire.Subscription{Port: 80, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Headers: []string{"X-Debug-User: alice"}}}
-	if _, err := e.Subscribe(sub, deliverTo(ch)); err != nil {
+	if _, err := e.Subscribe(sub, deliverTo(ch), nil); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]Session{{Table: "doppel-40-filtered", Rank: 40, Kind: KindFiltered, Ports: []uint16{80}}}, sessions(t, p.srvFD)); diff != "" {
@@ -401,7 +401,7 @@ func TestSubscribeRefusesABadFilter(t *testing.T) {
 	p := newNetPair(t)
 	e := p.engine(t)
 	sub := wire.Subscription{Port: 80, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Path: "("}}
-	if _, err := e.Subscribe(sub, deliverTo(make(chan delivered))); err == nil || !strings.Contains(err.Error(), "path") {
+	if _, err := e.Subscribe(sub, deliverTo(make(chan delivered)), nil); err == nil || !strings.Contains(err.Error(), "path") {
 		t.Errorf("Subscribe with path regexp %q: %v, want an error naming the path filter", "(", err)
 	}
 	if s := sessions(t, p.srvFD); len(s) != 0 {
@@ -410,40 +410,56 @@ func TestSubscribeRefusesABadFilter(t *testing.T) {
 }
 
 // Passive capture: no table, the real client talks to the target directly, and the client
-// side gets the client's bytes in capture frames, then a complete end.
+// side gets the connection in the capture feed: open, the client's bytes, a complete end.
 func TestCapture(t *testing.T) {
 	p := newNetPair(t)
 	e := p.engine(t)
-	ch := make(chan delivered, 2)
-	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeCapture}, deliverTo(ch)); err != nil {
+	feedR, feedW := net.Pipe()
+	t.Cleanup(func() { feedR.Close(); feedW.Close() })
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeCapture}, nil, feedW); err != nil {
 		t.Fatal(err)
 	}
 	if s := sessions(t, p.srvFD); len(s) != 0 {
 		t.Errorf("capture wrote nftables tables: %+v", s)
 	}
+	frames := make(chan wire.FeedFrame, 16)
+	go func() {
+		for {
+			f, err := wire.ReadFeedFrame(feedR, nil)
+			if err != nil {
+				close(frames)
+				return
+			}
+			frames <- f
+		}
+	}()
 	c := p.dial(t, srvIP+":80")
 	if got := exchange(t, c, "hello", "world"); !cmp.Equal(got, []string{"server: hello", "server: world"}) {
 		t.Errorf("the real client got %q", got)
 	}
 	c.Close()
-	d := receive(t, ch)
-	if d.in.Mode != wire.ModeCapture || d.in.Remote.Addr() != netip.MustParseAddr(cliIP) || d.in.Local != netip.MustParseAddrPort(srvIP+":80") {
-		t.Errorf("incoming %+v", d.in)
-	}
-	d.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var data []byte
-	for {
-		f, err := wire.ReadCaptureFrame(d.conn, nil)
-		if err != nil {
-			t.Fatalf("capture frames: %v (data so far %q)", err, data)
-		}
-		if f.End {
-			if !f.Complete {
-				t.Errorf("capture ended incomplete: %s", f.Reason)
+	var open, end wire.FeedFrame
+	for end.Type == 0 {
+		select {
+		case f := <-frames:
+			switch f.Type {
+			case wire.FeedOpen:
+				open = f
+			case wire.FeedData:
+				data = append(data, f.Data...)
+			case wire.FeedEnd:
+				end = f
 			}
-			break
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no end frame; data so far %q", data)
 		}
-		data = append(data, f.Data...)
+	}
+	if open.Remote.Addr() != netip.MustParseAddr(cliIP) || open.Local != netip.MustParseAddrPort(srvIP+":80") || open.ID != end.ID {
+		t.Errorf("open %+v, end %+v", open, end)
+	}
+	if !end.Complete {
+		t.Errorf("capture ended incomplete: %s", end.Reason)
 	}
 	if string(data) != "hello\nworld\n" {
 		t.Errorf("captured %q, want %q", data, "hello\nworld\n")
@@ -456,10 +472,10 @@ func TestEndingSessionHandsOverConnections(t *testing.T) {
 	p := newNetPair(t)
 	mirror, steal := p.engine(t), p.engine(t)
 	stolen, copies := make(chan delivered, 1), make(chan delivered, 1)
-	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen)); err != nil {
+	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies)); err != nil {
+	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies), nil); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

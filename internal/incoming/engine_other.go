@@ -4,6 +4,7 @@ package incoming
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 
 	"doppel.dev/doppel/internal/intercept"
@@ -17,7 +18,7 @@ type Engine struct{}
 func New(Options) *Engine { return &Engine{} }
 
 // Subscribe fails: redirecting a target's port needs Linux nftables.
-func (e *Engine) Subscribe(wire.Subscription, Deliver) (func(), error) {
+func (e *Engine) Subscribe(wire.Subscription, Deliver, io.Writer) (func(), error) {
 	return nil, fmt.Errorf("incoming traffic on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
 }
 

@@ -148,8 +148,9 @@ func (c *Client) Info(ctx context.Context) (wire.Info, error) {
 }
 
 // Subscribe asks the agent for the incoming connections to a port of the target. The
-// subscription lasts until the returned stream is closed.
-func (c *Client) Subscribe(ctx context.Context, sub wire.Subscription) (io.Closer, error) {
+// subscription lasts until the returned stream is closed; with wire.ModeCapture the stream then
+// carries the capture feed (wire.ReadFeedFrame).
+func (c *Client) Subscribe(ctx context.Context, sub wire.Subscription) (net.Conn, error) {
 	return c.open(ctx, wire.Request{Kind: wire.KindSubscribe, Sub: sub})
 }
 

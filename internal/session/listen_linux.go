@@ -217,21 +217,64 @@ func (r *Redirector) subscribe(target uint16, local netip.AddrPort) {
 	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 	defer cancel()
 	in := r.opt.Incoming
-	closer, err := r.opt.Client.Subscribe(ctx, wire.Subscription{Port: target, Mode: in.Mode, Filter: in.Filter})
+	st, err := r.opt.Client.Subscribe(ctx, wire.Subscription{Port: target, Mode: in.Mode, Filter: in.Filter})
 	if err != nil {
 		r.log.Error("the target's incoming traffic does not reach the program; it listens on this machine only",
 			"target port", target, "local", local, "err", err)
 		return
 	}
 	r.mu.Lock()
-	s.closer = closer
+	s.closer = st
 	r.mu.Unlock()
+	if in.Mode == wire.ModeCapture {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.readFeed(st, target)
+		}()
+	}
 	r.log.Info("receiving the target's incoming traffic", "target port", target, "mode", in.Mode, "local", local)
 }
 
 // deliver connects one incoming connection to the program's listener.
 func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 	defer st.Close()
+	c, done, err := r.connectProgram(in)
+	if err != nil {
+		return
+	}
+	defer done()
+	stop := context.AfterFunc(r.ctx, func() { c.Close(); st.Close() })
+	defer stop()
+	if in.Mode == wire.ModeSteal {
+		wire.Splice(c, st)
+		return
+	}
+	// Mirror: the program gets what the real client sent; its answers go nowhere.
+	io.Copy(c, st)
+	r.endMirrored(c)
+}
+
+// endMirrored ends a mirrored connection to the program the way the real client did (the
+// program's answers are read and dropped until it closes too, at most 30 s).
+func (r *Redirector) endMirrored(c *net.TCPConn) {
+	answers := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, c)
+		close(answers)
+	}()
+	c.CloseWrite()
+	select {
+	case <-answers:
+	case <-time.After(30 * time.Second):
+	case <-r.ctx.Done():
+	}
+}
+
+// connectProgram connects to the program's listener for in; the program's accept will see the
+// real client. done closes the connection and forgets it (a while later: the program may still
+// ask who its peer was).
+func (r *Redirector) connectProgram(in wire.Incoming) (c *net.TCPConn, done func(), err error) {
 	r.mu.Lock()
 	s := r.listen.subs[in.Port]
 	var local netip.AddrPort
@@ -240,7 +283,7 @@ func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 	}
 	r.mu.Unlock()
 	if !local.IsValid() {
-		return
+		return nil, nil, errors.New("the program no longer listens")
 	}
 	ip := local.Addr()
 	if ip.IsUnspecified() {
@@ -258,74 +301,27 @@ func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 	r.listen.dialing[port]++
 	r.mu.Unlock()
 	d := net.Dialer{Timeout: 10 * time.Second}
-	c, err := d.DialContext(r.ctx, "tcp", netip.AddrPortFrom(ip, port).String())
+	conn, err := d.DialContext(r.ctx, "tcp", netip.AddrPortFrom(ip, port).String())
 	var src netip.AddrPort
 	r.mu.Lock()
 	if err == nil {
-		src = c.LocalAddr().(*net.TCPAddr).AddrPort()
+		src = conn.LocalAddr().(*net.TCPAddr).AddrPort()
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		r.listen.pending[src] = in
 	}
 	r.listen.dialing[port]--
 	r.mu.Unlock()
-	defer func() {
+	if err != nil {
+		r.log.Warn("the program did not take an incoming connection", "remote", in.Remote, "local", local, "err", err)
+		return nil, nil, err
+	}
+	return conn.(*net.TCPConn), func() {
+		conn.Close()
 		r.mu.Lock()
 		delete(r.listen.pending, src)
 		r.mu.Unlock()
-		// The program may still ask who its peer was; forget it a while after the end.
 		time.AfterFunc(time.Minute, func() { r.forgetAccepted(src) })
-	}()
-	if err != nil {
-		r.log.Warn("the program did not take an incoming connection", "remote", in.Remote, "local", local, "err", err)
-		return
-	}
-	defer c.Close()
-	stop := context.AfterFunc(r.ctx, func() { c.Close(); st.Close() })
-	defer stop()
-	if in.Mode == wire.ModeSteal {
-		wire.Splice(c, st)
-		return
-	}
-	// Mirror: the program gets what the real client sent; its answers go nowhere.
-	answers := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, c)
-		close(answers)
-	}()
-	if in.Mode == wire.ModeCapture {
-		if complete, reason := copyCaptured(c, st); !complete {
-			// The program got the bytes before the loss; a reset, not an end, tells it so.
-			r.log.Warn("a captured connection is incomplete: the program got what came before the loss, then a reset",
-				"remote", in.Remote, "local", in.Local, "reason", reason)
-			c.(*net.TCPConn).SetLinger(0)
-			return
-		}
-	} else {
-		io.Copy(c, st)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	select {
-	case <-answers:
-	case <-time.After(30 * time.Second):
-	case <-r.ctx.Done():
-	}
-}
-
-// copyCaptured writes the data frames of a captured connection to c until its end frame.
-func copyCaptured(c net.Conn, st net.Conn) (complete bool, reason string) {
-	buf := make([]byte, wire.MaxBody)
-	for {
-		f, err := wire.ReadCaptureFrame(st, buf)
-		if err != nil {
-			return false, "the agent's copy ended without its end: " + err.Error()
-		}
-		if f.End {
-			return f.Complete, f.Reason
-		}
-		if _, err := c.Write(f.Data); err != nil {
-			return false, "the program closed the connection: " + err.Error()
-		}
-	}
+	}, nil
 }
 
 func (r *Redirector) forgetAccepted(src netip.AddrPort) {

@@ -19,8 +19,8 @@ const (
 	// requests it matches; the others go to the target's own service).
 	ModeSteal Mode = 2
 	// ModeCapture: like ModeMirror, but the agent copies each connection from a packet socket,
-	// without rules in the target's network and without being in the connection's path; the
-	// incoming stream carries capture frames (WriteCaptureData, WriteCaptureEnd).
+	// without rules in the target's network and without being in the connection's path; all
+	// the copies come on the subscription stream, as a feed of frames (ReadFeedFrame).
 	ModeCapture Mode = 3
 )
 
@@ -205,33 +205,45 @@ func (d *decoder) end(what string) error {
 	return nil
 }
 
-// Capture frames: type (1 byte), length (2 bytes), payload. A data frame carries bytes the real
-// client sent, in order; the end frame closes the connection's copy: status (0 complete, 1
-// incomplete: the capture lost something, and nothing after the loss was sent) and a reason.
+// The capture feed. With ModeCapture the subscription stream itself, after its OK reply,
+// carries every captured connection of the port, as frames: type (1 byte), connection ID (4
+// bytes, chosen by the agent), length (2 bytes), payload.
+//   - open: the payload is the real client's address and the address it connected to;
+//   - data: the next bytes the client sent on that connection, in order;
+//   - end: status (0 complete: the client ended the connection after all its data was seen;
+//     1 incomplete: bytes were lost, and nothing after the loss was sent) and a reason.
 const (
-	captureFrameData = 1
-	captureFrameEnd  = 2
+	FeedOpen = 1
+	FeedData = 2
+	FeedEnd  = 3
 )
 
-// WriteCaptureData writes p as capture data frames.
-func WriteCaptureData(w io.Writer, p []byte) error {
-	for len(p) > 0 {
-		n := min(len(p), MaxBody)
-		b := make([]byte, 0, 3+n)
-		b = append(b, captureFrameData)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-		b = append(b, p[:n]...)
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
+const feedHeader = 7
+
+func appendFeedHeader(b []byte, typ byte, id uint32, n int) []byte {
+	b = append(b, typ)
+	b = binary.BigEndian.AppendUint32(b, id)
+	return binary.BigEndian.AppendUint16(b, uint16(n))
 }
 
-// WriteCaptureEnd writes the end frame of a captured connection.
-func WriteCaptureEnd(w io.Writer, complete bool, reason string) error {
-	reason = truncate(reason)
+// AppendFeedOpen appends the open frame of connection id.
+func AppendFeedOpen(b []byte, id uint32, remote, local netip.AddrPort) []byte {
+	addrs := AppendAddr(AppendAddr(nil, remote), local)
+	return append(appendFeedHeader(b, FeedOpen, id, len(addrs)), addrs...)
+}
+
+// AppendFeedData appends p as data frames of connection id.
+func AppendFeedData(b []byte, id uint32, p []byte) []byte {
+	for len(p) > 0 {
+		n := min(len(p), MaxBody)
+		b = append(appendFeedHeader(b, FeedData, id, n), p[:n]...)
+		p = p[n:]
+	}
+	return b
+}
+
+// AppendFeedEnd appends the end frame of connection id.
+func AppendFeedEnd(b []byte, id uint32, complete bool, reason string) []byte {
 	if len(reason) > MaxBody-1 {
 		reason = reason[:MaxBody-1]
 	}
@@ -239,44 +251,52 @@ func WriteCaptureEnd(w io.Writer, complete bool, reason string) error {
 	if complete {
 		status = 0
 	}
-	b := []byte{captureFrameEnd}
-	b = binary.BigEndian.AppendUint16(b, uint16(1+len(reason)))
-	b = append(b, status)
-	b = append(b, reason...)
-	_, err := w.Write(b)
-	return err
+	b = append(appendFeedHeader(b, FeedEnd, id, 1+len(reason)), status)
+	return append(b, reason...)
 }
 
-// CaptureFrame is one decoded capture frame: data, or the end.
-type CaptureFrame struct {
-	Data     []byte // valid until the next read with the same buffer
-	End      bool
-	Complete bool
-	Reason   string
+// FeedFrame is one decoded frame of the capture feed.
+type FeedFrame struct {
+	Type          byte
+	ID            uint32
+	Remote, Local netip.AddrPort // FeedOpen
+	Data          []byte         // FeedData: valid until the next read with the same buffer
+	Complete      bool           // FeedEnd
+	Reason        string         // FeedEnd
 }
 
-// ReadCaptureFrame reads one capture frame, using buf for its data when it is large enough.
-func ReadCaptureFrame(r io.Reader, buf []byte) (CaptureFrame, error) {
-	var h [3]byte
+// ReadFeedFrame reads one frame of the capture feed, using buf for its payload when it is large
+// enough.
+func ReadFeedFrame(r io.Reader, buf []byte) (FeedFrame, error) {
+	var h [feedHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return CaptureFrame{}, err
+		return FeedFrame{}, err
 	}
-	n := int(binary.BigEndian.Uint16(h[1:]))
+	f := FeedFrame{Type: h[0], ID: binary.BigEndian.Uint32(h[1:5])}
+	n := int(binary.BigEndian.Uint16(h[5:7]))
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
 	if _, err := io.ReadFull(r, buf); err != nil {
-		return CaptureFrame{}, fmt.Errorf("read capture frame: %w", err)
+		return FeedFrame{}, fmt.Errorf("read capture feed: %w", err)
 	}
-	switch h[0] {
-	case captureFrameData:
-		return CaptureFrame{Data: buf}, nil
-	case captureFrameEnd:
-		if n < 1 || buf[0] > 1 {
-			return CaptureFrame{}, errors.New("capture end frame: bad status")
+	switch f.Type {
+	case FeedOpen:
+		d := decoder{b: buf}
+		f.Remote, f.Local = d.addr(), d.addr()
+		if err := d.end("capture open"); err != nil {
+			return FeedFrame{}, err
 		}
-		return CaptureFrame{End: true, Complete: buf[0] == 0, Reason: string(buf[1:])}, nil
+	case FeedData:
+		f.Data = buf
+	case FeedEnd:
+		if n < 1 || buf[0] > 1 {
+			return FeedFrame{}, errors.New("capture end: bad status")
+		}
+		f.Complete, f.Reason = buf[0] == 0, string(buf[1:])
+	default:
+		return FeedFrame{}, fmt.Errorf("capture feed: unknown frame type %d", f.Type)
 	}
-	return CaptureFrame{}, fmt.Errorf("capture frame: unknown type %d", h[0])
+	return f, nil
 }

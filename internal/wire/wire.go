@@ -396,6 +396,9 @@ func MuxConfig() *yamux.Config {
 	c.KeepAliveInterval = 5 * time.Second
 	c.ConnectionWriteTimeout = 10 * time.Second
 	c.MaxStreamWindowSize = 1 << 20
+	// No per-stream open timer: it costs a goroutine and a timer for every stream (one per
+	// incoming connection), and the keep-alives already notice a peer that stopped answering.
+	c.StreamOpenTimeout = 0
 	return c
 }
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -354,55 +355,66 @@ type recordConn struct {
 
 func (r *recordConn) Write(p []byte) (int, error) { r.write(p); return len(p), nil }
 
-func TestCaptureFrames(t *testing.T) {
-	var b bytes.Buffer
+func TestFeedFrames(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), MaxBody+10)
-	if err := WriteCaptureData(&b, []byte("GET / HTTP/1.1\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	WriteCaptureData(&b, big)
-	WriteCaptureEnd(&b, false, "lost 1448 bytes at offset 20480")
-	var got []byte
-	for {
-		f, err := ReadCaptureFrame(&b, nil)
+	remote, local := netip.MustParseAddrPort("10.244.2.9:40000"), netip.MustParseAddrPort("[fd00::5]:80")
+	var b []byte
+	b = AppendFeedOpen(b, 7, remote, local)
+	b = AppendFeedData(b, 7, []byte("GET / HTTP/1.1\r\n"))
+	b = AppendFeedOpen(b, 8, remote, local)
+	b = AppendFeedData(b, 7, big)
+	b = AppendFeedEnd(b, 8, true, "")
+	b = AppendFeedEnd(b, 7, false, "lost 1448 bytes at offset 20480")
+	r := bytes.NewReader(b)
+	var got []string
+	data := map[uint32][]byte{}
+	for r.Len() > 0 {
+		f, err := ReadFeedFrame(r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.End {
-			if f.Complete || f.Reason != "lost 1448 bytes at offset 20480" {
-				t.Errorf("end frame %+v", f)
-			}
-			break
+		switch f.Type {
+		case FeedOpen:
+			got = append(got, fmt.Sprintf("open %d %v %v", f.ID, f.Remote, f.Local))
+		case FeedData:
+			data[f.ID] = append(data[f.ID], f.Data...)
+		case FeedEnd:
+			got = append(got, fmt.Sprintf("end %d %v %q", f.ID, f.Complete, f.Reason))
 		}
-		got = append(got, f.Data...)
 	}
-	if want := append([]byte("GET / HTTP/1.1\r\n"), big...); !bytes.Equal(got, want) {
-		t.Errorf("data: got %d bytes, want %d", len(got), len(want))
+	want := []string{"open 7 10.244.2.9:40000 [fd00::5]:80", "open 8 10.244.2.9:40000 [fd00::5]:80",
+		"end 8 true \"\"", "end 7 false \"lost 1448 bytes at offset 20480\""}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("frames (-want +got):\n%s", diff)
+	}
+	if w := append([]byte("GET / HTTP/1.1\r\n"), big...); !bytes.Equal(data[7], w) || len(data[8]) != 0 {
+		t.Errorf("data: connection 7 got %d bytes, want %d; connection 8 got %d", len(data[7]), len(w), len(data[8]))
 	}
 }
 
-func FuzzReadCaptureFrame(f *testing.F) {
-	var b bytes.Buffer
-	WriteCaptureData(&b, []byte("abc"))
-	f.Add(b.Bytes())
-	b.Reset()
-	WriteCaptureEnd(&b, true, "")
-	f.Add(b.Bytes())
+func FuzzReadFeedFrame(f *testing.F) {
+	f.Add(AppendFeedOpen(nil, 1, netip.MustParseAddrPort("10.0.0.2:5"), netip.MustParseAddrPort("10.0.0.1:80")))
+	f.Add(AppendFeedData(nil, 2, []byte("abc")))
+	f.Add(AppendFeedEnd(nil, 3, false, "lost"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		fr, err := ReadCaptureFrame(bytes.NewReader(in), nil)
+		fr, err := ReadFeedFrame(bytes.NewReader(in), nil)
 		if err != nil {
 			return
 		}
-		var out bytes.Buffer
-		if fr.End {
-			WriteCaptureEnd(&out, fr.Complete, fr.Reason)
-		} else {
-			WriteCaptureData(&out, fr.Data)
-		}
-		if len(fr.Data) > 0 || fr.End {
-			if !bytes.Equal(out.Bytes(), in[:out.Len()]) {
-				t.Fatalf("re-encoding differs: %x vs %x", out.Bytes(), in)
+		var out []byte
+		switch fr.Type {
+		case FeedOpen:
+			out = AppendFeedOpen(nil, fr.ID, fr.Remote, fr.Local)
+		case FeedData:
+			if len(fr.Data) == 0 {
+				return
 			}
+			out = AppendFeedData(nil, fr.ID, fr.Data)
+		case FeedEnd:
+			out = AppendFeedEnd(nil, fr.ID, fr.Complete, fr.Reason)
+		}
+		if !bytes.Equal(out, in[:len(out)]) {
+			t.Fatalf("re-encoding differs: %x vs %x", out, in)
 		}
 	})
 }
