@@ -110,6 +110,9 @@ func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver, feed io.Write
 	if _, dup := e.subs[sub.Port]; dup {
 		return nil, fmt.Errorf("port %d is already subscribed in this session", sub.Port)
 	}
+	if sub.Mode == wire.ModeMirror && feed == nil {
+		return nil, fmt.Errorf("port %d: a mirror subscription needs its feed", sub.Port)
+	}
 	if e.table != nil && kind != e.kind {
 		return nil, fmt.Errorf("port %d: a session has one mode (%s); %s asked", sub.Port, e.kind, kind)
 	}
@@ -149,6 +152,9 @@ func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver, feed io.Write
 	if err := e.table.SetPorts(ports); err != nil {
 		return nil, err
 	}
+	if sub.Mode == wire.ModeMirror {
+		s.feed = newFeed(feed, feedLimit)
+	}
 	e.subs[sub.Port] = s
 	e.log.Info("subscribed", "port", sub.Port, "mode", sub.Mode, "table", e.table.name)
 	var once sync.Once
@@ -168,6 +174,9 @@ func (e *Engine) unsubscribe(port uint16, s *subscription) {
 		}
 	}
 	e.log.Info("unsubscribed", "port", port)
+	if s.feed != nil {
+		go s.feed.close() // flushes what is queued; e.mu is held here
+	}
 }
 
 func (e *Engine) ports() []uint16 { return sortedPorts(e.subs) }
@@ -264,6 +273,14 @@ func (e *Engine) Close() {
 	case <-time.After(drainTimeout):
 		e.log.Warn("connections still in flight at exit", "waited", drainTimeout)
 	}
+	// Flush the copies' feeds; the client may be gone already, so without waiting here.
+	e.mu.Lock()
+	for _, s := range e.subs {
+		if s.feed != nil {
+			go s.feed.close()
+		}
+	}
+	e.mu.Unlock()
 	e.mu.Lock()
 	if e.adopter != nil {
 		e.adopter.c.Close()
@@ -330,7 +347,7 @@ func (e *Engine) handle(c *net.TCPConn) {
 	in := wire.Incoming{Port: local.Port(), Mode: s.sub.Mode, Remote: remote, Local: local}
 	switch kindOf(s.sub) {
 	case KindMirror:
-		e.mirror(ctx, c, in, s.deliver, original)
+		e.mirror(ctx, c, in, s, original)
 	case KindSteal:
 		st, err := s.deliver(ctx, in)
 		if err != nil {
@@ -393,7 +410,7 @@ func (e *Engine) passOn(ctx context.Context, c *net.TCPConn, prefix []byte, orig
 			return
 		}
 	}
-	e.relay(c, tcpOf(up), nil, nil)
+	e.relay(c, tcpOf(up), nil)
 }
 
 // tcpOf is the TCP connection under a connection the agent dialled.
@@ -435,13 +452,9 @@ func (e *Engine) dialOriginal(ctx context.Context, dst, client netip.AddrPort, r
 // does not define.
 const ip6tSOOriginalDst = 80
 
-// mirrorLimit is how far the copy to the program may fall behind the real client before it is
-// given up (the real connection never waits for the copy).
-const mirrorLimit = 8 << 20
-
 // mirror passes the connection on to the target's own service and sends the client a copy of
 // what the real client sends.
-func (e *Engine) mirror(ctx context.Context, c *net.TCPConn, in wire.Incoming, deliver Deliver, original httproute.Dialer) {
+func (e *Engine) mirror(ctx context.Context, c *net.TCPConn, in wire.Incoming, s *subscription, original httproute.Dialer) {
 	up, err := original(ctx)
 	if err != nil {
 		e.log.Debug("target's service unreachable", "err", err)
@@ -449,18 +462,12 @@ func (e *Engine) mirror(ctx context.Context, c *net.TCPConn, in wire.Incoming, d
 		return
 	}
 	defer up.Close()
-	st, err := deliver(ctx, in)
-	if err != nil {
-		e.log.Debug("client unreachable; not mirroring this connection", "remote", in.Remote, "err", err)
-		e.relay(c, tcpOf(up), nil, nil)
+	copy := s.feed.open(in.Remote, in.Local)
+	if e.relay(c, tcpOf(up), copy) {
+		copy.End(false, "the session ended: the connection went on without a copy")
 		return
 	}
-	copy := newTee(st, mirrorLimit) // closes st once the copy is out
-	e.relay(c, tcpOf(up), copy, func() {
-		e.log.Warn("mirror copy fell behind by more than the limit; this connection's copy is cut",
-			"remote", in.Remote, "limit", mirrorLimit)
-	})
-	copy.close()
+	copy.End(true, "")
 }
 
 // originalDst is the destination the client connected to before the redirect.

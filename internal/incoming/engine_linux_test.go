@@ -198,6 +198,55 @@ func deliverTo(ch chan<- delivered) Deliver {
 	}
 }
 
+// copied is one connection's copy read from a feed: its open frame, its bytes and its end.
+type copied struct {
+	open, end wire.FeedFrame
+	data      []byte
+}
+
+// feedTo returns the writer end of a feed and a channel of the copies read from it, each sent
+// once its end frame came.
+func feedTo(t *testing.T) (io.Writer, <-chan copied) {
+	r, w := net.Pipe()
+	t.Cleanup(func() { r.Close(); w.Close() })
+	ch := make(chan copied, 16)
+	go func() {
+		conns := map[uint32]*copied{}
+		for {
+			f, err := wire.ReadFeedFrame(r, nil)
+			if err != nil {
+				return
+			}
+			switch f.Type {
+			case wire.FeedOpen:
+				conns[f.ID] = &copied{open: f}
+			case wire.FeedData:
+				if c := conns[f.ID]; c != nil {
+					c.data = append(c.data, f.Data...)
+				}
+			case wire.FeedEnd:
+				if c := conns[f.ID]; c != nil {
+					c.end = f
+					ch <- *c
+					delete(conns, f.ID)
+				}
+			}
+		}
+	}()
+	return w, ch
+}
+
+func receiveCopy(t *testing.T, ch <-chan copied) copied {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("no copy in the feed")
+		return copied{}
+	}
+}
+
 func receive(t *testing.T, ch <-chan delivered) delivered {
 	t.Helper()
 	select {
@@ -222,8 +271,8 @@ func sessions(t *testing.T, fd int) []Session {
 func TestMirror(t *testing.T) {
 	p := newNetPair(t)
 	e := p.engine(t)
-	ch := make(chan delivered, 4)
-	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(ch), nil); err != nil {
+	feed, copies := feedTo(t)
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, nil, feed); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]Session{{Table: "doppel-01-mirror", Rank: 1, Kind: KindMirror, Ports: []uint16{80}}}, sessions(t, p.srvFD)); diff != "" {
@@ -236,18 +285,14 @@ func TestMirror(t *testing.T) {
 			t.Errorf("%s: the real client's answers (-want +got):\n%s", srv, diff)
 		}
 		c.Close()
-		d := receive(t, ch)
-		copy, err := io.ReadAll(d.conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(copy) != "hello\nworld\n" {
-			t.Errorf("%s: mirrored copy %q, want %q", srv, copy, "hello\nworld\n")
+		d := receiveCopy(t, copies)
+		if string(d.data) != "hello\nworld\n" || !d.end.Complete {
+			t.Errorf("%s: mirrored copy %q (complete %v, %s), want %q", srv, d.data, d.end.Complete, d.end.Reason, "hello\nworld\n")
 		}
 		wantLocal := netip.AddrPortFrom(netip.MustParseAddr(srv), 80)
-		if d.in.Local != wantLocal || d.in.Remote.Addr() != netip.MustParseAddr(map[string]string{srvIP: cliIP, srvIP6: cliIP6}[srv]) ||
-			d.in.Remote.Port() != uint16(c.LocalAddr().(*net.TCPAddr).Port) || d.in.Mode != wire.ModeMirror || d.in.Port != 80 {
-			t.Errorf("%s: incoming %+v, want local %v and the client's own address %v", srv, d.in, wantLocal, c.LocalAddr())
+		if d.open.Local != wantLocal || d.open.Remote.Addr() != netip.MustParseAddr(map[string]string{srvIP: cliIP, srvIP6: cliIP6}[srv]) ||
+			d.open.Remote.Port() != uint16(c.LocalAddr().(*net.TCPAddr).Port) {
+			t.Errorf("%s: copy of %v -> %v, want local %v and the client's own address %v", srv, d.open.Remote, d.open.Local, wantLocal, c.LocalAddr())
 		}
 	}
 	e.Close()
@@ -327,11 +372,12 @@ func TestStealConflict(t *testing.T) {
 func TestMirrorAndStealChain(t *testing.T) {
 	p := newNetPair(t)
 	steal, mirror := p.engine(t), p.engine(t)
-	stolen, copies := make(chan delivered, 1), make(chan delivered, 1)
+	stolen := make(chan delivered, 1)
+	feed, copies := feedTo(t)
 	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies), nil); err != nil {
+	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, nil, feed); err != nil {
 		t.Fatal(err)
 	}
 	stolenIn := make(chan wire.Incoming, 1)
@@ -345,16 +391,16 @@ func TestMirrorAndStealChain(t *testing.T) {
 		t.Errorf("answer %q, want the stealing program's", got)
 	}
 	c.Close()
-	d := receive(t, copies)
-	if b, _ := io.ReadAll(d.conn); string(b) != "a\n" {
-		t.Errorf("mirror copy %q", b)
+	d := receiveCopy(t, copies)
+	if string(d.data) != "a\n" {
+		t.Errorf("mirror copy %q", d.data)
 	}
-	if d.in.Remote.Addr() != netip.MustParseAddr(cliIP) {
-		t.Errorf("mirror saw remote %v, want the client %s", d.in.Remote, cliIP)
+	if d.open.Remote.Addr() != netip.MustParseAddr(cliIP) {
+		t.Errorf("mirror saw remote %v, want the client %s", d.open.Remote, cliIP)
 	}
 	// The steal session is reached through the mirror's agent, yet sees the real client too.
-	if in := <-stolenIn; in.Remote != d.in.Remote || in.Local != d.in.Local {
-		t.Errorf("the steal session saw %v -> %v, want the real client's %v -> %v", in.Remote, in.Local, d.in.Remote, d.in.Local)
+	if in := <-stolenIn; in.Remote != d.open.Remote || in.Local != d.open.Local {
+		t.Errorf("the steal session saw %v -> %v, want the real client's %v -> %v", in.Remote, in.Local, d.open.Remote, d.open.Local)
 	}
 }
 
@@ -471,11 +517,12 @@ func TestCapture(t *testing.T) {
 func TestEndingSessionHandsOverConnections(t *testing.T) {
 	p := newNetPair(t)
 	mirror, steal := p.engine(t), p.engine(t)
-	stolen, copies := make(chan delivered, 1), make(chan delivered, 1)
+	stolen := make(chan delivered, 1)
+	feed, copies := feedTo(t)
 	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, deliverTo(copies), nil); err != nil {
+	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, nil, feed); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
@@ -486,7 +533,6 @@ func TestEndingSessionHandsOverConnections(t *testing.T) {
 	if got := exchange(t, c, "before"); got[0] != "program: before" {
 		t.Fatalf("answer %q", got)
 	}
-	receive(t, copies)
 	start := time.Now()
 	mirror.Close()
 	if d := time.Since(start); d >= drainTimeout {
@@ -494,6 +540,10 @@ func TestEndingSessionHandsOverConnections(t *testing.T) {
 	}
 	if s := sessions(t, p.srvFD); len(s) != 1 || s[0].Kind != KindSteal {
 		t.Errorf("sessions after the mirror ended: %+v", s)
+	}
+	// The mirror's copy of the connection it handed over ends incomplete.
+	if d := receiveCopy(t, copies); string(d.data) != "before\n" || d.end.Complete {
+		t.Errorf("the mirror's copy: %q, complete %v", d.data, d.end.Complete)
 	}
 	// The connection outlives the mirror session, well past its drain time.
 	time.Sleep(drainTimeout + 500*time.Millisecond)

@@ -26,7 +26,7 @@ type relayed struct {
 // relay copies client to up (and into copy, when set) and up to client until both directions
 // end, or until a handover stops both, which leaves the sockets as they are (no half-close)
 // and sends them to the adopter.
-func (e *Engine) relay(client, up *net.TCPConn, copy *tee, onCut func()) {
+func (e *Engine) relay(client, up *net.TCPConn, copy *feedSink) (handedOver bool) {
 	r := &relayed{client: client, up: up}
 	e.mu.Lock()
 	if e.closed && e.adopter == nil {
@@ -43,24 +43,26 @@ func (e *Engine) relay(client, up *net.TCPConn, copy *tee, onCut func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyUntil(client, up, nil, nil)
+		copyUntil(client, up, nil)
 		if !r.handing.Load() {
 			client.CloseWrite()
 		}
 	}()
-	copyUntil(up, client, copy, onCut)
+	copyUntil(up, client, copy)
 	if !r.handing.Load() {
 		up.CloseWrite()
 	}
 	<-done
 	if r.handing.Load() {
 		e.adopt(r)
+		return true
 	}
+	return false
 }
 
 // copyUntil copies src to dst until src ends or a read deadline stops it; what was read is
 // always written first.
-func copyUntil(dst, src *net.TCPConn, copy *tee, onCut func()) {
+func copyUntil(dst, src *net.TCPConn, copy *feedSink) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -68,8 +70,8 @@ func copyUntil(dst, src *net.TCPConn, copy *tee, onCut func()) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			if copy != nil && !copy.write(buf[:n]) && onCut != nil {
-				onCut()
+			if copy != nil {
+				copy.Write(buf[:n]) // never waits; a copy that falls behind is cut and ended
 			}
 		}
 		if err != nil {
@@ -192,7 +194,7 @@ func (e *Engine) adopted(oob []byte) error {
 		defer e.conns.Done()
 		defer conns[0].Close()
 		defer conns[1].Close()
-		e.relay(conns[0], conns[1], nil, nil)
+		e.relay(conns[0], conns[1], nil)
 	}()
 	return nil
 }

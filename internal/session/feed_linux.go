@@ -8,15 +8,15 @@ import (
 	"doppel.dev/doppel/internal/wire"
 )
 
-// The capture feed (wire.ModeCapture): one stream brings the copies of every connection to a
-// port, as frames. Each connection gets a goroutine that connects to the program and writes its
+// The feed of a mirror or capture subscription: one stream brings the copies of every
+// connection to a port, as frames. Each connection gets a goroutine that connects to the program and writes its
 // bytes from a queue; the feed reader never waits for one.
 
 // feedQueueLimit bounds what one connection's copy may queue before it is cut.
 const feedQueueLimit = 8 << 20
 
-// readFeed delivers the connections of a capture feed until it ends.
-func (r *Redirector) readFeed(st net.Conn, port uint16) {
+// readFeed delivers the connections of a feed until it ends.
+func (r *Redirector) readFeed(st net.Conn, port uint16, mode wire.Mode) {
 	defer st.Close()
 	conns := make(map[uint32]*captured)
 	defer func() {
@@ -32,7 +32,7 @@ func (r *Redirector) readFeed(st net.Conn, port uint16) {
 		}
 		switch f.Type {
 		case wire.FeedOpen:
-			c := &captured{in: wire.Incoming{Port: port, Mode: wire.ModeCapture, Remote: f.Remote, Local: f.Local}}
+			c := &captured{in: wire.Incoming{Port: port, Mode: mode, Remote: f.Remote, Local: f.Local}}
 			c.cond = sync.NewCond(&c.mu)
 			conns[f.ID] = c
 			r.wg.Add(1)

@@ -226,11 +226,11 @@ func (r *Redirector) subscribe(target uint16, local netip.AddrPort) {
 	r.mu.Lock()
 	s.closer = st
 	r.mu.Unlock()
-	if in.Mode == wire.ModeCapture {
+	if in.Mode == wire.ModeMirror || in.Mode == wire.ModeCapture {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.readFeed(st, target)
+			r.readFeed(st, target, in.Mode)
 		}()
 	}
 	r.log.Info("receiving the target's incoming traffic", "target port", target, "mode", in.Mode, "local", local)

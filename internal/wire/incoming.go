@@ -13,7 +13,7 @@ type Mode uint8
 
 const (
 	// ModeMirror: the agent passes each connection on to the target's own service and sends the
-	// client a copy of what the real client sent.
+	// client a copy of what the real client sent, in the subscription's feed (ReadFeedFrame).
 	ModeMirror Mode = 1
 	// ModeSteal: the client's program serves the connections (with a Filter: only the HTTP
 	// requests it matches; the others go to the target's own service).
@@ -205,8 +205,8 @@ func (d *decoder) end(what string) error {
 	return nil
 }
 
-// The capture feed. With ModeCapture the subscription stream itself, after its OK reply,
-// carries every captured connection of the port, as frames: type (1 byte), connection ID (4
+// The feed. With ModeMirror and ModeCapture the subscription stream itself, after its OK
+// reply, carries the copies of every connection to the port, as frames: type (1 byte), connection ID (4
 // bytes, chosen by the agent), length (2 bytes), payload.
 //   - open: the payload is the real client's address and the address it connected to;
 //   - data: the next bytes the client sent on that connection, in order;
