@@ -2,10 +2,11 @@
 // connection, multiplexed into streams, and does every piece of work it is asked for inside the
 // target: TCP dials and UDP flows from the target's network namespace, files read through
 // /proc/PID/root, the environment from /proc/PID/environ, the hostname from the target's UTS
-// namespace. It owns its listener, the session's connection and streams, the sockets it opens
-// for them and a pidfd of the target; all of them live until Run returns, which happens when
-// the context ends (SIGTERM), when the target exits, or when no client has been connected for
-// the grace period.
+// namespace, and the target's incoming traffic (an incoming.Engine: its nftables table, capture
+// and connections in flight). It owns its listener, the session's connection and streams, the
+// sockets it opens for them, the incoming engine and a pidfd of the target; all of them live
+// until Run returns, which happens when the context ends (SIGTERM), when the target exits, or
+// when no client has been connected for the grace period.
 package agent
 
 import (

@@ -13,9 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,26 +45,8 @@ var sweepOnce sync.Once
 // sweepStale removes the namespaces of test binaries that are gone (killed by -timeout before
 // their cleanups ran), after killing the processes left in them (nginx).
 func sweepStale(t *testing.T) {
-	paths, _ := filepath.Glob("/run/netns/" + netnsPrefix + "*")
-	for _, path := range paths {
-		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(path), netnsPrefix), "-", 2)[0])
-		if err != nil || testenv.Alive(pid, "") {
-			continue
-		}
-		var ns unix.Stat_t
-		if unix.Stat(path, &ns) != nil {
-			continue
-		}
-		ps, _ := testenv.Processes()
-		for _, p := range ps {
-			var st unix.Stat_t
-			if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", p.PID), &st) == nil && st.Ino == ns.Ino && st.Dev == ns.Dev {
-				_ = unix.Kill(p.PID, unix.SIGKILL)
-			}
-		}
-		if out, err := exec.Command("ip", "netns", "delete", filepath.Base(path)).CombinedOutput(); err != nil {
-			t.Logf("remove stale namespace %s: %v: %s", path, err, out)
-		}
+	if err := testenv.SweepNetNS(netnsPrefix); err != nil {
+		t.Log(err)
 	}
 }
 

@@ -41,12 +41,24 @@ const (
 	cliIP6 = "fd09::2"
 )
 
+// netnsPrefix starts the names of the namespaces these tests make, with the test binary's pid
+// after it, so that a later run removes what a killed one left (testenv.SweepNetNS).
+const netnsPrefix = "dpltest-inc-"
+
+var sweepOnce sync.Once
+
 func newNetPair(t *testing.T) *netPair {
 	t.Helper()
 	testenv.Privileged(t)
+	sweepOnce.Do(func() {
+		if err := testenv.SweepNetNS(netnsPrefix); err != nil {
+			t.Log(err)
+		}
+	})
 	var id [3]byte
 	rand.Read(id[:])
-	srv, cli := "dpltest-"+hex.EncodeToString(id[:])+"-srv", "dpltest-"+hex.EncodeToString(id[:])+"-cli"
+	name := fmt.Sprintf("%s%d-%s", netnsPrefix, os.Getpid(), hex.EncodeToString(id[:]))
+	srv, cli := name+"-srv", name+"-cli"
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {

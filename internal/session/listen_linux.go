@@ -43,6 +43,7 @@ type listenState struct {
 	subs      map[uint16]*incomingSub            // by target port
 	accepted  map[netip.AddrPort]acceptedSockets // by the source of doppel's local connection
 	dialing   map[uint16]int                     // by the program's port: deliveries connecting
+	dialSlots chan struct{}                      // bounds the deliveries connecting at once
 }
 
 type boundSocket struct {
@@ -72,6 +73,7 @@ func newListenState() listenState {
 		subs:      make(map[uint16]*incomingSub),
 		accepted:  make(map[netip.AddrPort]acceptedSockets),
 		dialing:   make(map[uint16]int),
+		dialSlots: make(chan struct{}, 64),
 	}
 }
 
@@ -177,12 +179,14 @@ func (r *Redirector) onListen(q *intercept.Request) {
 	b, wasBound := r.listen.bound[ino]
 	_, already := r.listen.listeners[ino]
 	r.mu.Unlock()
-	asked := local.Port()
-	if wasBound {
-		asked = b.port
+	// Only a port the program chose (its bind, which doppel made) is subscribed: a socket that
+	// listens on a port the kernel picked (bind to port 0, or none) is nobody's service port.
+	if !wasBound || already {
+		q.Continue()
+		return
 	}
-	target, ok := r.opt.Incoming.TargetPort(asked)
-	if already || local.Port() == 0 || !ok {
+	target, ok := r.opt.Incoming.TargetPort(b.port)
+	if !ok {
 		q.Continue()
 		return
 	}
@@ -192,9 +196,6 @@ func (r *Redirector) onListen(q *intercept.Request) {
 	}
 	r.mu.Lock()
 	r.listen.listeners[ino] = &listener{family: family, local: local, target: target}
-	if !wasBound {
-		r.listen.sockNames[ino] = encodeSockaddr(family, local)
-	}
 	r.mu.Unlock()
 	r.goHandle(q, func() {
 		r.subscribe(target, local)
@@ -297,11 +298,19 @@ func (r *Redirector) connectProgram(in wire.Incoming) (c *net.TCPConn, done func
 	// port among all bound ones, which grows slow with thousands of connections in TIME_WAIT).
 	// Until the source is known here, the program's accept waits for it (see awaitDelivery).
 	port := local.Port()
+	// A burst of copies must not overflow the program's accept queue (a dropped SYN waits a
+	// second or more to be sent again): at most dialSlots connections are being made at once.
+	select {
+	case r.listen.dialSlots <- struct{}{}:
+	case <-r.ctx.Done():
+		return nil, nil, r.ctx.Err()
+	}
 	r.mu.Lock()
 	r.listen.dialing[port]++
 	r.mu.Unlock()
 	d := net.Dialer{Timeout: 10 * time.Second}
 	conn, err := d.DialContext(r.ctx, "tcp", netip.AddrPortFrom(ip, port).String())
+	<-r.listen.dialSlots
 	var src netip.AddrPort
 	r.mu.Lock()
 	if err == nil {

@@ -545,3 +545,18 @@ func TestIncomingIgnoredAndOff(t *testing.T) {
 		s.wait(t)
 	}
 }
+
+// A port the kernel picked (listen on port 0) is nobody's service port: it is not subscribed.
+func TestIncomingEphemeralPortStaysLocal(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s := startSession(t, tp, doppel, []string{"--steal"}, prog, "-name", "", "-listen", "127.0.0.1:0")
+	if got := podSessions(t, tp); len(got) != 0 {
+		t.Errorf("an ephemeral port was subscribed: %+v", got)
+	}
+	if strings.Contains(s.stderrText(), "receiving the target's incoming traffic") {
+		t.Errorf("doppel says it receives traffic for an ephemeral port:\n%s", s.stderrText())
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.wait(t)
+}
