@@ -156,6 +156,7 @@ else
 fi
 CGO_ENABLED=0 go build -trimpath -o "$work/syscallcost" ./test/bench/syscallcost
 CGO_ENABLED=0 go build -trimpath -o "$work/httpcount" ./test/bench/httpcount
+CGO_ENABLED=0 go build -trimpath -o "$work/fsbench" ./test/bench/fsbench
 cp test/bench/connloop.py "$work/connloop.py"
 chmod 755 "$work/connloop.py"
 
@@ -233,8 +234,9 @@ direct() { ip netns exec "$pod" "${nobody[@]}" "$@"; }
 # $work/lingered. The program's output is complete by then, and its exit status is checked
 # through that output.
 linger_grace=3
+doppel_flags=() # flags of doppel exec for the next runs
 doppel() {
-  ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" -- "$@" 8>&- 9>&- &
+  ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" "${doppel_flags[@]}" -- "$@" 8>&- 9>&- &
   local pid=$! gone=0 kids more c
   echo "$pid $(starttime "$pid")" >>"$state/pids" # for the cleanup, should Ctrl-C come now
   while [[ -e /proc/$pid ]]; do
@@ -594,6 +596,29 @@ for round in $(seq "$rounds"); do
 done
 
 # ---------------------------------------------------------------------------------------------
+# Remote files: the same program reads the same files directly in the pod, and under doppel with
+# the directory made the target's (--fs-read), so doppel's agent opens them in the pod and
+# passes the descriptors.
+say "remote files: a small file's open+read+close and stat, a 256 MiB file streamed; in the pod vs under doppel, $rounds rounds"
+mkdir -p "$work/files"
+printf 'a small configuration file\n' >"$work/files/small.conf"
+head -c 256M /dev/zero >"$work/files/big.bin"
+chmod -R a+rX "$work/files"
+fs_run() { # fs_run MODE: the lines of fsbench
+  $1 "$work/fsbench" -d "$((seconds < 4 ? 1 : seconds / 2))s" -small "$work/files/small.conf" -big "$work/files/big.bin"
+}
+fs_field() { awk -v op="$2" '$1 == op {print $3}' <<<"$1"; }
+for round in $(seq "$rounds"); do
+  for m in direct doppel; do
+    doppel_flags=(--fs-read "$work/files")
+    out=$(fs_run "$m") || die "fsbench $m failed"
+    doppel_flags=()
+    for op in open_read_close stat stream; do res[fs_$op,$m]+="$(fs_field "$out" "$op") "; done
+    echo "  [${SECONDS}s] files round $round $m: $(tr '\n' ';' <<<"$out")"
+  done
+done
+
+# ---------------------------------------------------------------------------------------------
 # The table.
 cell() { # cell NAME MODE DIGITS UNIT: the mean of the rounds
   local v
@@ -664,6 +689,13 @@ fid_verdict() {
 lat_cell() { echo "$(fmt "$(mean ${res[steal$1,$2]})" 0) µs"; }
 lat_added() { awk -v a="$(mean ${res[steal$1,on]})" -v b="$(mean ${res[steal$1,direct]})" 'BEGIN {printf "%+.0f µs", a - b}'; }
 
+fs_cell() { # fs_cell OP MODE DIGITS UNIT: the mean of the rounds (ns become µs)
+  local v
+  v=$(mean ${res[fs_$1,$2]})
+  if [[ $4 == µs ]]; then v=$(awk -v a="$v" 'BEGIN {print a / 1000}'); fi
+  echo "$(fmt "$v" "$3") $4"
+}
+fs_ratio() { ratio "$(mean ${res[fs_$1,doppel]})" "$(mean ${res[fs_$1,direct]})"; }
 p_direct=$(sc "$sc_direct" getpeername) p_doppel=$(sc "$sc_doppel" getpeername) p_remote=$(sc "$sc_doppel_remote" getpeername)
 s_direct=$(sc "$sc_direct" fcntl) s_doppel=$(sc "$sc_doppel" fcntl)
 us() { awk -v a="$1" 'BEGIN {printf "%.2f µs", a / 1000}'; }
@@ -756,6 +788,19 @@ httpcount run directly in the pod (port 8082) against httpcount in the laptop st
 |---|---|---|---|
 | p50 | $(lat_cell 50% direct) | $(lat_cell 50% on) | **$(lat_added 50%)** |
 | p99 | $(lat_cell 99% direct) | $(lat_cell 99% on) | **$(lat_added 99%)** |
+
+## Remote files
+
+fsbench (test/bench/fsbench, static Go) reads files of a directory of the pod's: directly in the
+pod's namespace, and under \`doppel exec --fs-read <directory>\`, where doppel's agent opens
+each file inside the pod's root and the program gets the descriptor (reads then are the
+kernel's own; opens and stats are trapped and go through the agent).
+
+| Row | in the pod | under doppel | doppel / pod |
+|---|---|---|---|
+| open + read + close of a 27-byte file, per operation | $(fs_cell open_read_close direct 1 µs) | $(fs_cell open_read_close doppel 1 µs) | **$(fs_ratio open_read_close)** (time, lower is better) |
+| stat of that file, per call | $(fs_cell stat direct 2 µs) | $(fs_cell stat doppel 2 µs) | **$(fs_ratio stat)** (time) |
+| streaming read of a 256 MiB file, 1 MiB reads | $(fs_cell stream direct 0 MB/s) | $(fs_cell stream doppel 0 MB/s) | **$(fs_ratio stream)** (throughput) |
 
 ## Interception and start-up
 

@@ -21,7 +21,7 @@ func (a *agent) serveSockets(ctx context.Context, conn *os.File) {
 	if err != nil {
 		return
 	}
-	buf := make([]byte, 64)
+	buf := make([]byte, 8192)
 	for {
 		var n int
 		var rerr error
@@ -32,16 +32,32 @@ func (a *agent) serveSockets(ctx context.Context, conn *os.File) {
 		if err != nil || rerr != nil || n == 0 {
 			return
 		}
-		req, err := wire.ParseSocketRequest(buf[:n])
-		if err != nil {
-			a.log.Debug("bad socket request", "err", err)
-			return
+		var id uint32
+		var fds []int
+		if wire.IsFileRequest(buf[:n]) {
+			req, perr := wire.ParseFileRequest(buf[:n])
+			if perr != nil {
+				a.log.Debug("bad file request", "err", perr)
+				return
+			}
+			id = req.ID
+			var fd int
+			if fd, err = a.openFile(req); err == nil {
+				fds = []int{fd}
+			}
+		} else {
+			req, perr := wire.ParseSocketRequest(buf[:n])
+			if perr != nil {
+				a.log.Debug("bad socket request", "err", perr)
+				return
+			}
+			id = req.ID
+			fds, err = a.newSockets(int(req.Family), int(req.Count))
 		}
-		fds, err := a.newSockets(int(req.Family), int(req.Count))
-		reply := wire.AppendSocketReply(nil, wire.SocketReply{ID: req.ID, Errno: uint16(errnoOf(err))})
+		reply := wire.AppendSocketReply(nil, wire.SocketReply{ID: id, Errno: uint16(errnoOf(err))})
 		var oob []byte
 		if err == nil {
-			reply = wire.AppendSocketReply(nil, wire.SocketReply{ID: req.ID})
+			reply = wire.AppendSocketReply(nil, wire.SocketReply{ID: id})
 			oob = unix.UnixRights(fds...)
 		}
 		var werr error
@@ -81,4 +97,18 @@ func (a *agent) newSockets(family, n int) ([]int, error) {
 		return nil, err
 	}
 	return fds, nil
+}
+
+// openFile opens a path inside the target's root for a client on this machine (the descriptor
+// is passed to it): "..", absolute symlinks and symlink chains stay inside the root.
+func (a *agent) openFile(req wire.FileRequest) (int, error) {
+	fd, err := unix.Openat2(a.target.rootfd, req.Path, &unix.OpenHow{
+		Flags:   uint64(req.Flags) | unix.O_CLOEXEC,
+		Mode:    uint64(req.Mode),
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return -1, err
+	}
+	return fd, nil
 }

@@ -256,6 +256,10 @@ func (a *agent) readInfo() (wire.Info, error) {
 			info.Env = append(info.Env, kv)
 		}
 	}
+	if mi, err := os.ReadFile("/proc/" + strconv.Itoa(a.target.pid) + "/mountinfo"); err == nil {
+		own, _ := os.ReadFile("/proc/self/mountinfo")
+		info.Mounts = ownMounts(mi, own)
+	}
 	err = a.target.utsns.Do(func() error {
 		var u unix.Utsname
 		if err := unix.Uname(&u); err != nil {
@@ -283,4 +287,55 @@ func errnoOf(err error) syscall.Errno {
 // newIncoming returns the incoming engine for the target's network namespace.
 func (t *target) newIncoming(log *slog.Logger) *incoming.Engine {
 	return incoming.New(incoming.Options{NetnsFD: t.netns.target, InNetns: t.netns.Do, Logger: log})
+}
+
+// mountPoints reads the mount points (the fifth field, with its octal escapes undone) of a
+// mountinfo file.
+func mountPoints(mountinfo []byte) []string {
+	var out []string
+	for line := range strings.Lines(string(mountinfo)) {
+		if f := strings.Fields(line); len(f) >= 5 {
+			out = append(out, unescapeMount(f[4]))
+		}
+	}
+	return out
+}
+
+// ownMounts returns the mount points of the target's mountinfo that the agent's own mount
+// namespace does not have as they are (same device, root and place): the target's volumes,
+// not the file systems it shares with the machine.
+func ownMounts(target, self []byte) []string {
+	key := func(f []string) string { return f[2] + " " + f[3] + " " + f[4] }
+	shared := make(map[string]bool)
+	for line := range strings.Lines(string(self)) {
+		if f := strings.Fields(line); len(f) >= 5 {
+			shared[key(f)] = true
+		}
+	}
+	var out []string
+	for line := range strings.Lines(string(target)) {
+		if f := strings.Fields(line); len(f) >= 5 && !shared[key(f)] {
+			out = append(out, unescapeMount(f[4]))
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes mountinfo's \ooo escapes (of space, tab, newline and backslash).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -104,16 +104,21 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
+	remote, err := remoteFiles(cfg, info, run, ag)
+	if err != nil {
+		return fail(err)
+	}
 	red, err := session.NewRedirector(session.Options{
-		Client:   client,
-		Outgoing: cfg.Outgoing.IsEnabled(),
-		Route:    matcher,
-		DNS:      cfg.DNS.IsEnabled(),
-		Incoming: incomingOptions(cfg, run),
-		Sockets:  ag.sockets,
-		Files:    files,
-		Hostname: info.Hostname,
-		Logger:   log,
+		Client:      client,
+		Outgoing:    cfg.Outgoing.IsEnabled(),
+		Route:       matcher,
+		DNS:         cfg.DNS.IsEnabled(),
+		Incoming:    incomingOptions(cfg, run),
+		RemoteFiles: remote,
+		Sockets:     ag.sockets,
+		Files:       files,
+		Hostname:    info.Hostname,
+		Logger:      log,
 	})
 	if err != nil {
 		return fail(err)
@@ -341,7 +346,10 @@ type localAgent struct {
 	secret [wire.SecretSize]byte
 	done   chan struct{} // closed when the process has exited; err is then set
 	err    error
-	// sockets hands out sockets of the target's network (nil with --no-socket-passing).
+	// channel is the socket-passing channel to the agent: sockets of the target's network, and
+	// the target's files.
+	channel *session.Sockets
+	// sockets is channel when TCP sockets are put in place (nil with --no-socket-passing).
 	sockets *session.Sockets
 }
 
@@ -371,20 +379,18 @@ func startAgent(tgt target.Target, cfg *config.Config) (*localAgent, error) {
 	args := []string{"agent", "--pid", strconv.Itoa(tgt.PID), "--listen-fd", "3",
 		"--grace", time.Duration(cfg.Agent.GracePeriod).String(), "--log-level", level}
 	extra := []*os.File{lf}
-	var sockets *os.File
-	if cfg.Outgoing.IsEnabled() && cfg.Outgoing.PassesSockets() {
-		// The agent shares this machine: it can hand over sockets of the target's network.
-		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("socket pair for the agent: %w", err)
-		}
-		unix.SetNonblock(pair[0], true)
-		sockets = os.NewFile(uintptr(pair[0]), "agent-sockets")
-		theirs := os.NewFile(uintptr(pair[1]), "agent-sockets")
-		defer theirs.Close()
-		extra = append(extra, theirs)
-		args = append(args, "--sockets-fd", "4")
+	// The agent shares this machine: it can hand over sockets of the target's network and
+	// descriptors of the target's files.
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket pair for the agent: %w", err)
 	}
+	unix.SetNonblock(pair[0], true)
+	sockets := os.NewFile(uintptr(pair[0]), "agent-sockets")
+	theirs := os.NewFile(uintptr(pair[1]), "agent-sockets")
+	defer theirs.Close()
+	extra = append(extra, theirs)
+	args = append(args, "--sockets-fd", "4")
 	cmd := exec.Command(self, args...)
 	cmd.ExtraFiles = extra
 	cmd.Stdin = strings.NewReader(hex.EncodeToString(secret[:]) + "\n")
@@ -394,14 +400,13 @@ func startAgent(tgt target.Target, cfg *config.Config) (*localAgent, error) {
 	// shut down; Pdeathsig ends it if doppel dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		if sockets != nil {
-			sockets.Close()
-		}
+		sockets.Close()
 		return nil, fmt.Errorf("start the agent: %w", err)
 	}
 	a := &localAgent{cmd: cmd, addr: addr, secret: secret, done: make(chan struct{})}
-	if sockets != nil {
-		a.sockets = session.NewSockets(sockets)
+	a.channel = session.NewSockets(sockets)
+	if cfg.Outgoing.IsEnabled() && cfg.Outgoing.PassesSockets() {
+		a.sockets = a.channel
 	}
 	go func() {
 		a.err = cmd.Wait()
@@ -427,9 +432,7 @@ func (a *localAgent) connect(ctx context.Context) (*session.Client, error) {
 
 // stop ends the agent (SIGTERM, then SIGKILL after a few seconds) and waits until it is gone.
 func (a *localAgent) stop() {
-	if a.sockets != nil {
-		a.sockets.Close()
-	}
+	a.channel.Close()
 	select {
 	case <-a.done:
 		return

@@ -60,6 +60,13 @@ func full() *Config {
 			Exclude:  []string{"AWS_SECRET_ACCESS_KEY"},
 			Override: map[string]string{"DEBUG": "1", "GREETING": "hello, world"},
 		},
+		Files: Files{
+			Mode:      FilesModeWrite,
+			ReadOnly:  []string{"/etc/app", "/var/run/secrets/**"},
+			ReadWrite: []string{"/data/", "/srv/*/cache/**"},
+			Local:     []string{"/home/**", "/etc/app/local.conf"},
+			NotFound:  []string{"/etc/app/debug.flag", "/proc/[0-9]*/environ"},
+		},
 	}
 }
 
@@ -267,6 +274,26 @@ func TestCheck(t *testing.T) {
 			in:   "incoming: {mode: ''}\n",
 			want: []Problem{{File: "f", Line: 1, Column: 18, Msg: `incoming.mode: unknown mode "": want mirror or steal`}},
 		},
+		{name: "files patterns", in: "files: {mode: local, readOnly: [/, /etc/app/, '/**/*.yaml'], notFound: ['/a b/c,d']}\n"},
+		{
+			name: "files typo",
+			in:   "files:\n  readonly: [/etc]\n",
+			want: []Problem{{File: "f", Line: 2, Column: 3, Msg: `unknown key "readonly" in files (did you mean "readOnly"?)`}},
+		},
+		{
+			name: "files pattern problems, each at its entry",
+			in:   "files:\n  local:\n    - /tmp\n    - tmp\n  notFound: [/a/.., '/[']\n",
+			want: []Problem{
+				{File: "f", Line: 4, Column: 7, Msg: `files.local[1]: path pattern "tmp" is not absolute: want a path that starts with "/", like "/tmp"`},
+				{File: "f", Line: 5, Column: 14, Msg: `files.notFound[0]: path pattern "/a/.." has a ".." element: write the clean path "/"`},
+				{File: "f", Line: 5, Column: 21, Msg: `files.notFound[1]: invalid path pattern "/[": element "[": syntax error in pattern`},
+			},
+		},
+		{
+			name: "empty files mode does not mean the default",
+			in:   "files: {mode: ''}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 15, Msg: `files.mode: unknown mode "": want read, write or local`}},
+		},
 		{
 			name: "syntax error without a line",
 			in:   "target: \"\\q\"\n",
@@ -385,6 +412,7 @@ func FuzzCheck(f *testing.F) {
 		"dns: {enabled: !!bool \"yes\"}\nagent: {gracePeriod: 9223372036s}\n",
 		"a: &a [*a]\n",
 		"incoming: {mode: steal, ports: {map: [1:2, '2:1'], ignore: [1-3]}, http: {headers: ['a: b', 'c:'], path: x, methods: [get]}}\n",
+		"files: {mode: write, readOnly: [/, '/a/**/b'], readWrite: ['/x/[a-z]?'], local: [/tmp/], notFound: ['/p/\\*']}\n",
 	} {
 		f.Add([]byte(s))
 	}

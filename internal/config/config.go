@@ -25,6 +25,8 @@ type Config struct {
 	DNS DNS `json:"dns" yaml:"dns"`
 	// Env configures the environment variables the program gets from the target.
 	Env Env `json:"env" yaml:"env"`
+	// Files chooses which of the program's file paths are the target's.
+	Files Files `json:"files" yaml:"files"`
 }
 
 // AgentConfig configures the agent that runs beside the target for the length of one session.
@@ -151,6 +153,48 @@ type Env struct {
 	Override map[string]string `json:"override,omitempty" yaml:"override,omitempty"`
 }
 
+// Files chooses, path by path, whether the program's file operations use the target's files or
+// this machine's. The lists are tried in the order notFound, local, readWrite, readOnly, and the
+// first that matches a path decides it; then doppel's defaults, which give the target's mounted
+// volumes (config maps, secrets) to the target and keep the program's own binary, libraries,
+// toolchain, home and temporary files on this machine; any other path is this machine's. Each
+// entry is a pattern: an absolute path in which "*" matches any run of characters within one
+// path element (names starting with a dot too), "?" one character and "[...]" a class, as in
+// path.Match, with "\" escaping the next character; "**" as a whole element matches zero or more
+// elements, so "/var/run/secrets/**" is that directory and everything below it. A pattern
+// without any of "*", "?" or "[" is taken literally and matches the path itself and everything
+// below it, by whole elements: "/etc/app" matches "/etc/app" and "/etc/app/x" but not
+// "/etc/apple". A trailing "/" is ignored; a pattern must otherwise be clean, without empty, "."
+// or ".." elements.
+type Files struct {
+	// Mode is "read", "write" or "local". In read mode the target's paths are read from the
+	// target, and opening one for writing works on this machine's file instead. In write mode
+	// they are read and written on the target, except those that readOnly or a read-only default
+	// names. In local mode every path is this machine's and the lists are ignored, notFound
+	// included. Default read; the flag --fs-mode sets it.
+	Mode string `json:"mode,omitempty" yaml:"mode,omitempty" jsonschema:"enum=read,enum=write,enum=local,default=read"`
+	// ReadOnly lists patterns of paths read from the target and never written there, even in
+	// write mode, like "/etc/app" or "/var/run/secrets/**". A pattern is an absolute path with
+	// "*", "?" and "[...]" matching within one element and "**" any number of elements; one
+	// without "*", "?" or "[" also matches everything below it. The flag --fs-read adds one.
+	ReadOnly []string `json:"readOnly,omitempty" yaml:"readOnly,omitempty" jsonschema:"pattern=^/"`
+	// ReadWrite lists patterns of paths read and written on the target in write mode; in read
+	// mode they are only read. A pattern is an absolute path with "*", "?" and "[...]" matching
+	// within one element and "**" any number of elements; one without "*", "?" or "[" also
+	// matches everything below it. The flag --fs-write adds one.
+	ReadWrite []string `json:"readWrite,omitempty" yaml:"readWrite,omitempty" jsonschema:"pattern=^/"`
+	// Local lists patterns of paths that stay on this machine, like "/home/**" or "/tmp". A
+	// pattern is an absolute path with "*", "?" and "[...]" matching within one element and "**"
+	// any number of elements; one without "*", "?" or "[" also matches everything below it. The
+	// flag --fs-local adds one.
+	Local []string `json:"local,omitempty" yaml:"local,omitempty" jsonschema:"pattern=^/"`
+	// NotFound lists patterns of paths that do not exist for the program: opening one fails as
+	// for a missing file (ENOENT). A pattern is an absolute path with "*", "?" and "[...]"
+	// matching within one element and "**" any number of elements; one without "*", "?" or "["
+	// also matches everything below it. The flag --fs-not-found adds one.
+	NotFound []string `json:"notFound,omitempty" yaml:"notFound,omitempty" jsonschema:"pattern=^/"`
+}
+
 // Duration is a time.Duration written as a Go duration string like "5s" or "1m30s".
 type Duration time.Duration
 
@@ -189,17 +233,25 @@ const (
 	MirrorCapture  = "capture"  // a packet socket copies the packets passively
 )
 
-// IncomingModes and MirrorMethods are the values Incoming.Mode and
-// Incoming.Mirror accept, the default first.
+// Values of Files.Mode.
+const (
+	FilesModeRead  = "read"  // the target's paths are read from the target, written here
+	FilesModeWrite = "write" // the target's paths are read and written on the target
+	FilesModeLocal = "local" // every path is this machine's
+)
+
+// IncomingModes, MirrorMethods and FilesModes are the values Incoming.Mode,
+// Incoming.Mirror and Files.Mode accept, the default first.
 var (
 	IncomingModes = []string{ModeMirror, ModeSteal}
 	MirrorMethods = []string{MirrorRedirect, MirrorCapture}
+	FilesModes    = []string{FilesModeRead, FilesModeWrite, FilesModeLocal}
 )
 
 // Default returns a Config with every default filled in: log level info, a
 // 5s agent grace period, the agent on 127.0.0.1:0, incoming traffic mirrored
-// through redirect rules, and outgoing traffic, DNS and the environment all
-// taken from the target.
+// through redirect rules, outgoing traffic, DNS and the environment all
+// taken from the target, and the target's files read in read mode.
 func Default() *Config {
 	return &Config{
 		LogLevel: DefaultLogLevel,
@@ -211,6 +263,7 @@ func Default() *Config {
 		Outgoing: Outgoing{Enabled: ptr(true)},
 		DNS:      DNS{Enabled: ptr(true)},
 		Env:      Env{Enabled: ptr(true)},
+		Files:    Files{Mode: FilesModeRead},
 	}
 }
 
@@ -237,5 +290,8 @@ func (d DNS) IsEnabled() bool { return d.Enabled == nil || *d.Enabled }
 
 // IsEnabled reports whether the target's environment is merged (nil means the default, true).
 func (e Env) IsEnabled() bool { return e.Enabled == nil || *e.Enabled }
+
+// IsEnabled reports whether any path can be the target's: the mode is not local.
+func (f Files) IsEnabled() bool { return f.Mode != FilesModeLocal }
 
 func ptr[T any](v T) *T { return &v }

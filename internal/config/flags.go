@@ -35,6 +35,11 @@ type Flags struct {
 	envInclude  []string
 	envExclude  []string
 	env         []string
+	fsMode      string
+	fsRead      []string
+	fsWrite     []string
+	fsLocal     []string
+	fsNotFound  []string
 }
 
 type filterFlags struct {
@@ -66,6 +71,13 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringSliceVar(&f.envInclude, "env-include", nil, `take only the target's variables matching this glob, e.g. "DB_*"; repeatable (config: env.include)`)
 	fs.StringSliceVar(&f.envExclude, "env-exclude", nil, "drop the target's variables matching this glob; repeatable (config: env.exclude)")
 	fs.StringArrayVar(&f.env, "env", nil, "set KEY=VALUE in the program's environment, over everything; repeatable (config: env.override)")
+	// The backquoted words name the flags' values in the help.
+	fs.StringVar(&f.fsMode, "fs-mode", "", "`MODE` of the target's files: \"read\" (read there, written here), \"write\" (readWrite paths read and written there) or \"local\" (all files are this machine's) (default read; config: files.mode)")
+	// Paths may hold commas, so these flags take one pattern each.
+	fs.StringArrayVar(&f.fsRead, "fs-read", nil, "read paths matching `PATTERN` from the target and never write them there, e.g. \"/etc/app\" or \"/var/run/secrets/**\"; repeatable (config: files.readOnly)")
+	fs.StringArrayVar(&f.fsWrite, "fs-write", nil, "read and write paths matching `PATTERN` on the target (with --fs-mode write; in read mode they are only read); repeatable (config: files.readWrite)")
+	fs.StringArrayVar(&f.fsLocal, "fs-local", nil, "keep paths matching `PATTERN` on this machine, e.g. \"/home/**\"; repeatable (config: files.local)")
+	fs.StringArrayVar(&f.fsNotFound, "fs-not-found", nil, "make paths matching `PATTERN` not exist for the program; repeatable (config: files.notFound)")
 	return f
 }
 
@@ -158,6 +170,25 @@ func (f *Flags) Apply(c *Config) error {
 			c.Env.Override = map[string]string{}
 		}
 		c.Env.Override[k] = v
+	}
+	if changed("fs-mode") {
+		check("fs-mode", f.fsMode, checkFilesMode(f.fsMode))
+		c.Files.Mode = f.fsMode
+	}
+	for _, l := range []struct {
+		flag     string
+		patterns []string
+		dst      *[]string
+	}{
+		{"fs-read", f.fsRead, &c.Files.ReadOnly},
+		{"fs-write", f.fsWrite, &c.Files.ReadWrite},
+		{"fs-local", f.fsLocal, &c.Files.Local},
+		{"fs-not-found", f.fsNotFound, &c.Files.NotFound},
+	} {
+		for _, s := range l.patterns {
+			check(l.flag, s, checkPathPattern(s))
+		}
+		*l.dst = append(*l.dst, l.patterns...)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -143,6 +143,35 @@ func TestFlagsApply(t *testing.T) {
 			want: func(c *Config) { c.Incoming.HTTP.Path = ""; c.Incoming.Mode = ModeMirror },
 		},
 		{
+			name: "files mode",
+			args: []string{"--fs-mode", "write"},
+			want: func(c *Config) { c.Files.Mode = FilesModeWrite },
+		},
+		{
+			name: "files lists append to the file's, one pattern a flag",
+			file: func() *Config {
+				c := Default()
+				c.Files.Mode = FilesModeLocal
+				c.Files.ReadOnly = []string{"/etc/app"}
+				c.Files.NotFound = []string{"/etc/app/debug"}
+				return c
+			}(),
+			args: []string{
+				"--fs-read", "/srv/a,b", "--fs-read=/var/run/secrets/**",
+				"--fs-write", "/data/", "--fs-local", "/home/**", "--fs-local", "/tmp",
+				"--fs-not-found", "/proc/[0-9]*/environ", "--fs-mode=read",
+			},
+			want: func(c *Config) {
+				c.Files = Files{
+					Mode:      FilesModeRead,
+					ReadOnly:  []string{"/etc/app", "/srv/a,b", "/var/run/secrets/**"},
+					ReadWrite: []string{"/data/"},
+					Local:     []string{"/home/**", "/tmp"},
+					NotFound:  []string{"/etc/app/debug", "/proc/[0-9]*/environ"},
+				}
+			},
+		},
+		{
 			name: "non-loopback listen allowed by the file",
 			file: func() *Config { c := Default(); c.Agent.AllowNonLoopback = true; return c }(),
 			args: []string{"--agent-listen", ":7000"},
@@ -218,6 +247,15 @@ func TestFlagsApplyErrors(t *testing.T) {
 		{args: []string{"--steal", "--http-header", "X User: a"}, want: `--http-header "X User: a": invalid header name "X User"`},
 		{args: []string{"--steal", "--http-path", "("}, want: `--http-path "(": invalid path regular expression "("`},
 		{args: []string{"--steal", "--http-method", "G T"}, want: `--http-method "G T": invalid HTTP method "G T"`},
+		{args: []string{"--fs-mode", "remote"}, want: `--fs-mode "remote": unknown mode "remote": want read, write or local`},
+		{args: []string{"--fs-read", "etc/app"}, want: `--fs-read "etc/app": path pattern "etc/app" is not absolute: want a path that starts with "/", like "/etc/app"`},
+		{args: []string{"--fs-write", "/data/../x"}, want: `--fs-write "/data/../x": path pattern "/data/../x" has a ".." element: write the clean path "/x"`},
+		{args: []string{"--fs-local", "/a/[b"}, want: `--fs-local "/a/[b": invalid path pattern "/a/[b": element "[b": syntax error in pattern`},
+		{args: []string{"--fs-not-found", ""}, want: `--fs-not-found "": empty path pattern`},
+		{
+			file: func() *Config { c := Default(); c.Files.ReadOnly = []string{"x"}; return c }(),
+			want: `files.readOnly[0]: path pattern "x" is not absolute`,
+		},
 		{
 			// The file's own contradictions come out in the file's terms.
 			file: func() *Config { c := Default(); c.Incoming.HTTP.Path = "x"; return c }(),
@@ -270,6 +308,10 @@ func clone(t *testing.T, c *Config) *Config {
 	out.Incoming.Ports.Ignore = append([]string(nil), c.Incoming.Ports.Ignore...)
 	out.Incoming.HTTP.Headers = append([]string(nil), c.Incoming.HTTP.Headers...)
 	out.Incoming.HTTP.Methods = append([]string(nil), c.Incoming.HTTP.Methods...)
+	out.Files.ReadOnly = append([]string(nil), c.Files.ReadOnly...)
+	out.Files.ReadWrite = append([]string(nil), c.Files.ReadWrite...)
+	out.Files.Local = append([]string(nil), c.Files.Local...)
+	out.Files.NotFound = append([]string(nil), c.Files.NotFound...)
 	for _, p := range []**bool{&out.Incoming.Enabled, &out.Outgoing.Enabled, &out.DNS.Enabled, &out.Env.Enabled} {
 		if *p != nil {
 			*p = ptr(**p)

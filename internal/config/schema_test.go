@@ -136,6 +136,31 @@ func TestSchema(t *testing.T) {
 	if d := Default().Incoming; d.Mode != IncomingModes[0] || d.Mirror != MirrorMethods[0] {
 		t.Errorf("Default() incoming mode %q, mirror %q; want the first of IncomingModes and MirrorMethods", d.Mode, d.Mirror)
 	}
+	files := defs["Files"].(map[string]any)["properties"].(map[string]any)
+	filesMode := files["mode"].(map[string]any)
+	var wantModes []any
+	for _, v := range FilesModes {
+		wantModes = append(wantModes, v)
+	}
+	if diff := cmp.Diff(wantModes, filesMode["enum"]); diff != "" {
+		t.Errorf("files.mode enum (-want +got):\n%s", diff)
+	}
+	if filesMode["default"] != FilesModes[0] || Default().Files.Mode != FilesModes[0] {
+		t.Errorf("files.mode default = %v, Default() sets %q; want both %q", filesMode["default"], Default().Files.Mode, FilesModes[0])
+	}
+	for _, key := range []string{"readOnly", "readWrite", "local", "notFound"} {
+		p := files[key].(map[string]any)
+		if d, _ := p["description"].(string); !strings.Contains(d, `"**"`) {
+			t.Errorf("files.%s description does not explain the patterns: %q", key, d)
+		}
+		re := regexp.MustCompile(p["items"].(map[string]any)["pattern"].(string))
+		for _, s := range []string{"/etc/app", "/", "/**/x", "etc/app", "", "~/x", "*.conf"} {
+			// The pattern may accept bad patterns; it must not reject good ones nor accept relative ones.
+			if got, want := re.MatchString(s), checkPathPattern(s) == nil; got != want {
+				t.Errorf("files.%s pattern on %q = %v, want %v", key, s, got, want)
+			}
+		}
+	}
 	mapItems := defs["IncomingPorts"].(map[string]any)["properties"].(map[string]any)["map"].(map[string]any)["items"].(map[string]any)
 	re := regexp.MustCompile(mapItems["pattern"].(string))
 	for _, s := range []string{"8080:80", "1:65535", "80", "8080:", "a:b", "8080-8081:80"} {

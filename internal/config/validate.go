@@ -74,6 +74,7 @@ func (c *Config) validate() []fieldError {
 	for _, k := range slices.Sorted(maps.Keys(c.Env.Override)) {
 		add("env.override."+k, checkOverride(k, c.Env.Override[k]))
 	}
+	fes = append(fes, c.Files.validate()...)
 	return fes
 }
 

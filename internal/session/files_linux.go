@@ -21,37 +21,57 @@ import (
 // and hostname lookups read.
 var TargetFiles = []string{"/etc/resolv.conf", "/etc/hosts", "/etc/hostname"}
 
-// onOpen handles open (path argument 0) and openat (path argument 1).
-func (r *Redirector) onOpen(q *intercept.Request, pathArg, flagsArg int) {
-	r.serveFile(q, q.Arg(pathArg), int(q.Arg(flagsArg)))
+// onOpen handles open(path, flags, mode) (atFD false) and openat(dirfd, path, flags, mode).
+func (r *Redirector) onOpen(q *intercept.Request, atFD bool) {
+	if atFD {
+		r.serveFile(q, int(int32(q.Arg(0))), q.Arg(1), int(q.Arg(2)), uint32(q.Arg(3)))
+		return
+	}
+	r.serveFile(q, unix.AT_FDCWD, q.Arg(0), int(q.Arg(1)), uint32(q.Arg(2)))
 }
 
 func (r *Redirector) onOpenat2(q *intercept.Request) {
-	if q.Arg(3) < 8 {
+	var how unix.OpenHow
+	if q.Arg(3) < uint64(unsafe.Sizeof(how)) {
 		q.Continue()
 		return
 	}
-	var b [8]byte
-	if q.ReadMem(q.Arg(2), b[:]) != nil {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&how)), unsafe.Sizeof(how))
+	if q.ReadMem(q.Arg(2), b) != nil {
 		q.Continue()
 		return
 	}
-	r.serveFile(q, q.Arg(1), int(binary.NativeEndian.Uint64(b[:])))
+	if how.Resolve != 0 && r.opt.RemoteFiles != nil {
+		// Resolution rules of the program's own (RESOLVE_BENEATH and the like) are kept by
+		// the kernel only on its own files.
+		q.Continue()
+		return
+	}
+	r.serveFile(q, int(int32(q.Arg(0))), q.Arg(1), int(how.Flags), uint32(how.Mode))
 }
 
-// serveFile answers an open of one of the target's files with a sealed, read-only copy of it.
-// Any other path, and any open for writing, continues untouched.
-func (r *Redirector) serveFile(q *intercept.Request, pathPtr uint64, flags int) {
+// serveFile answers an open: the target's resolver files with a sealed, read-only copy, and
+// remote paths with the target's file. Any other path continues untouched.
+func (r *Redirector) serveFile(q *intercept.Request, dirfd int, pathPtr uint64, flags int, mode uint32) {
 	path, err := q.ReadString(pathPtr, 4096)
 	if err != nil {
 		q.Continue()
 		return
 	}
-	content, ok := r.opt.Files[path]
-	if !ok || flags&(unix.O_WRONLY|unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC|unix.O_DIRECTORY) != 0 {
-		q.Continue()
+	if content, ok := r.opt.Files[path]; ok && flags&(unix.O_WRONLY|unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC|unix.O_DIRECTORY) == 0 {
+		r.serveCopy(q, path, content, flags)
 		return
 	}
+	if r.opt.RemoteFiles != nil {
+		if abs, class, ok := r.classifyPath(q, dirfd, path); ok && r.openRemote(q, abs, class, flags, mode) {
+			return
+		}
+	}
+	q.Continue()
+}
+
+// serveCopy answers an open with a sealed, read-only copy of content.
+func (r *Redirector) serveCopy(q *intercept.Request, path string, content []byte, flags int) {
 	f, err := sealedFile(path, content)
 	if err != nil {
 		r.log.Warn("serve target file", "path", path, "err", err)

@@ -34,6 +34,8 @@ type Options struct {
 	DNS bool
 	// Incoming, when set, subscribes the ports the program listens on to the target's.
 	Incoming *IncomingOptions
+	// RemoteFiles, when set, gives the program the target's files where its rules say so.
+	RemoteFiles *FilesOptions
 	// Sockets, when set, gives sockets of the target's network to put in the place of the
 	// program's TCP sockets (local targets); otherwise TCP goes through the local proxy.
 	Sockets  *Sockets
@@ -169,13 +171,31 @@ func (r *Redirector) Rules() []intercept.Rule {
 			always(unix.SYS_GETPEERNAME)
 		}
 	}
-	if r.opt.DNS {
+	if r.opt.DNS || r.opt.RemoteFiles != nil {
 		always(unix.SYS_OPENAT)
 		always(unix.SYS_OPENAT2)
 		if sysOpen >= 0 {
 			always(sysOpen)
 		}
+	}
+	if r.opt.DNS {
 		always(unix.SYS_UNAME)
+	}
+	if r.opt.RemoteFiles != nil {
+		always(unix.SYS_NEWFSTATAT)
+		always(unix.SYS_STATX)
+		always(unix.SYS_FACCESSAT)
+		always(unix.SYS_FACCESSAT2)
+		always(unix.SYS_READLINKAT)
+		always(unix.SYS_UNLINKAT)
+		always(unix.SYS_MKDIRAT)
+		always(unix.SYS_RENAMEAT2)
+		always(unix.SYS_TRUNCATE)
+		for _, nr := range []int{sysStat, sysLstat, sysAccess, sysReadlink, sysUnlink, sysRmdir, sysMkdir, sysRename, sysRenameat} {
+			if nr >= 0 {
+				always(nr)
+			}
+		}
 	}
 	return rules
 }
@@ -190,12 +210,34 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 		unix.SYS_SENDMMSG:    r.onSendmmsg,
 		unix.SYS_RECVFROM:    r.onRecvfrom,
 		unix.SYS_RECVMSG:     r.onRecvmsg,
-		unix.SYS_OPENAT:      func(q *intercept.Request) { r.onOpen(q, 1, 2) },
+		unix.SYS_OPENAT:      func(q *intercept.Request) { r.onOpen(q, true) },
 		unix.SYS_OPENAT2:     r.onOpenat2,
 		unix.SYS_UNAME:       r.onUname,
+		unix.SYS_NEWFSTATAT:  r.onNewfstatat,
+		unix.SYS_STATX:       r.onStatx,
+		unix.SYS_FACCESSAT:   func(q *intercept.Request) { r.onAccess(q, true, false) },
+		unix.SYS_FACCESSAT2:  func(q *intercept.Request) { r.onAccess(q, true, true) },
+		unix.SYS_READLINKAT:  func(q *intercept.Request) { r.onReadlink(q, true) },
+		unix.SYS_UNLINKAT:    func(q *intercept.Request) { r.onUnlink(q, true, false) },
+		unix.SYS_MKDIRAT:     func(q *intercept.Request) { r.onMkdir(q, true) },
+		unix.SYS_RENAMEAT2:   func(q *intercept.Request) { r.onRename(q, true, true) },
+		unix.SYS_TRUNCATE:    r.onTruncate,
 	}
 	if sysOpen >= 0 {
-		h[sysOpen] = func(q *intercept.Request) { r.onOpen(q, 0, 1) }
+		h[sysOpen] = func(q *intercept.Request) { r.onOpen(q, false) }
+	}
+	if sysStat >= 0 {
+		h[sysStat] = func(q *intercept.Request) { r.onStat(q, false) }
+		h[sysLstat] = func(q *intercept.Request) { r.onStat(q, true) }
+		h[sysAccess] = func(q *intercept.Request) { r.onAccess(q, false, false) }
+		h[sysReadlink] = func(q *intercept.Request) { r.onReadlink(q, false) }
+		h[sysUnlink] = func(q *intercept.Request) { r.onUnlink(q, false, false) }
+		h[sysRmdir] = func(q *intercept.Request) { r.onUnlink(q, false, true) }
+		h[sysMkdir] = func(q *intercept.Request) { r.onMkdir(q, false) }
+		h[sysRename] = func(q *intercept.Request) { r.onRename(q, false, false) }
+	}
+	if sysRenameat >= 0 {
+		h[sysRenameat] = func(q *intercept.Request) { r.onRename(q, true, false) }
 	}
 	h[unix.SYS_BIND] = r.onBind
 	h[unix.SYS_LISTEN] = r.onListen

@@ -31,7 +31,8 @@ type Sockets struct {
 
 type socketResult struct {
 	files []*os.File
-	err   error
+	errno syscall.Errno // the agent's answer
+	err   error         // the channel failed
 }
 
 // poolSize is how many sockets of each family are kept ready.
@@ -118,32 +119,67 @@ func (s *Sockets) fill(family int) {
 
 // request asks the agent for n sockets of family (n at most wire.MaxSocketBatch).
 func (s *Sockets) request(ctx context.Context, family, n int) ([]*os.File, error) {
+	r, err := s.roundTrip(ctx, func(id uint32) []byte {
+		return wire.AppendSocketRequest(nil, wire.SocketRequest{ID: id, Family: uint8(family), Count: uint8(n)})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ask the agent for a socket: %w", err)
+	}
+	if r.errno != 0 {
+		return nil, fmt.Errorf("agent could not make a socket: %w", r.errno)
+	}
+	if len(r.files) != n {
+		for _, f := range r.files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("agent sent %d sockets for a request of %d", len(r.files), n)
+	}
+	return r.files, nil
+}
+
+// OpenFile opens path inside the target's root with flags and mode (open(2)'s), through the
+// agent, and returns the descriptor. A failure of the open itself is the syscall.Errno the
+// target's file system gave.
+func (s *Sockets) OpenFile(ctx context.Context, path string, flags, mode uint32) (*os.File, error) {
+	r, err := s.roundTrip(ctx, func(id uint32) []byte {
+		return wire.AppendFileRequest(nil, wire.FileRequest{ID: id, Flags: flags, Mode: mode, Path: path})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ask the agent to open %s: %w", path, err)
+	}
+	if r.errno != 0 {
+		return nil, r.errno
+	}
+	if len(r.files) != 1 {
+		for _, f := range r.files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("agent sent %d descriptors for %s", len(r.files), path)
+	}
+	return r.files[0], nil
+}
+
+// roundTrip sends the request that encode makes with a fresh ID and waits for its reply.
+func (s *Sockets) roundTrip(ctx context.Context, encode func(id uint32) []byte) (socketResult, error) {
 	ch := make(chan socketResult, 1)
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
-		return nil, s.err
+		return socketResult{}, s.err
 	}
 	s.nextID++
 	id := s.nextID
 	s.waiting[id] = ch
 	s.mu.Unlock()
-	msg := wire.AppendSocketRequest(nil, wire.SocketRequest{ID: id, Family: uint8(family), Count: uint8(n)})
-	if _, err := s.conn.Write(msg); err != nil {
+	if _, err := s.conn.Write(encode(id)); err != nil {
 		s.mu.Lock()
 		delete(s.waiting, id)
 		s.mu.Unlock()
-		return nil, fmt.Errorf("ask the agent for a socket: %w", err)
+		return socketResult{}, err
 	}
 	select {
 	case r := <-ch:
-		if r.err == nil && len(r.files) != n {
-			for _, f := range r.files {
-				f.Close()
-			}
-			return nil, fmt.Errorf("agent sent %d sockets for a request of %d", len(r.files), n)
-		}
-		return r.files, r.err
+		return r, r.err
 	case <-ctx.Done():
 		s.mu.Lock()
 		delete(s.waiting, id)
@@ -155,7 +191,7 @@ func (s *Sockets) request(ctx context.Context, family, n int) ([]*os.File, error
 			}
 		default:
 		}
-		return nil, ctx.Err()
+		return socketResult{}, ctx.Err()
 	}
 }
 
@@ -193,7 +229,7 @@ func (s *Sockets) read() {
 		}
 		var res socketResult
 		if rep.Errno != 0 {
-			res.err = fmt.Errorf("agent could not make a socket: %w", syscall.Errno(rep.Errno))
+			res.errno = syscall.Errno(rep.Errno)
 		} else if files, err := filesFromRights(oob[:oobn]); err != nil {
 			res.err = err
 		} else {

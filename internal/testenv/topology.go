@@ -133,7 +133,7 @@ var BaseEnv = []string{
 }
 
 // requiredTools are the programs NewTopology and the tests run.
-var requiredTools = []string{"ip", "nsenter", "unshare", "setpriv", "sh", "sleep", "hostname", "dnsmasq", "nginx", "curl", "getent"}
+var requiredTools = []string{"ip", "nsenter", "unshare", "setpriv", "sh", "sleep", "hostname", "mount", "umount", "pivot_root", "dnsmasq", "nginx", "curl", "getent"}
 
 // roles are the network namespaces of a Topology, named dpl-<id>-<role>.
 var roles = []string{"cluster", "pod", "laptop", "client"}
@@ -150,15 +150,23 @@ var roles = []string{"cluster", "pod", "laptop", "client"}
 //     (ip_forward and all.forwarding are on in this namespace only), like the node network.
 //   - "pod" (dpl-<id>-pod): eth0 with PodIP/24 and PodIP6/64, the veth peer of the cluster,
 //     default routes via ClusterGatewayIP and ClusterGatewayIP6. The pod process runs here, in
-//     its own mount namespace (PodResolvConf, PodHosts and PodHostname as /etc/resolv.conf,
-//     /etc/hosts, /etc/hostname) and UTS namespace (hostname PodHostname), with PodEnv as its
-//     environment. A "sidecar" echo server listens on 127.0.0.1:SidecarPort here. The pod's
-//     own services, the traffic a doppel session intercepts, listen on PodIP and PodIP6 only
-//     (nothing listens on the pod's 127.0.0.1:80): a second nginx (its own configuration,
-//     pid, temporary and log files under Dir) serves PodNginxBody, PodBigPath and
-//     PodWhoamiPath on port PodNginxPort, and the same as h2c on PodH2Port, and logs every
-//     request it serves (PodNginxLog, PodNginxRequests); echo servers answer lines on
-//     PodEchoPort (TCP and UDP).
+//     its own UTS namespace (hostname PodHostname), with PodEnv as its environment, and in its
+//     own mount namespace with a root of its own, as in a container: an overlay of the
+//     machine's root file system whose changes stay in the namespace, with the namespace's
+//     /proc, /sys and /dev, the machine's /tmp (where test programs are built), PodResolvConf,
+//     PodHosts and PodHostname mounted on /etc/resolv.conf, /etc/hosts and /etc/hostname, and
+//     the volumes a kubelet would mount: the service account secret at PodSecretDir and the
+//     config map at PodConfigDir (read-only, in the atomic writer layout with ..data), the
+//     data volume at PodDataDir (PodBigFilePath, symlinks pointing out of it, PodListDir) and
+//     the writable PodWritableDir. These mounts exist only in the pod's mount namespace, so
+//     none of the paths exists on the machine; the files behind them are under Dir. See
+//     /proc/<PodPID>/root and /proc/<PodPID>/mountinfo. A "sidecar" echo server listens on
+//     127.0.0.1:SidecarPort here. The pod's own services, the traffic a doppel session
+//     intercepts, listen on PodIP and PodIP6 only (nothing listens on the pod's
+//     127.0.0.1:80): a second nginx (its own configuration, pid, temporary and log files
+//     under Dir) serves PodNginxBody, PodBigPath and PodWhoamiPath on port PodNginxPort, and
+//     the same as h2c on PodH2Port, and logs every request it serves (PodNginxLog,
+//     PodNginxRequests); echo servers answer lines on PodEchoPort (TCP and UDP).
 //   - "client" (dpl-<id>-client): eth0 with ClientIP/24 and ClientIP6/64, the veth peer of the
 //     cluster's veth-client, default routes via ClientGatewayIP and ClientGatewayIP6: a client
 //     pod on another node, the source of the pod's incoming traffic. It reaches the pod and
@@ -230,6 +238,7 @@ func NewTopology(t testing.TB) *Topology {
 	tp.writeEtc(tp.pod, map[string]string{"resolv.conf": PodResolvConf, "hosts": PodHosts, "hostname": PodHostname + "\n"})
 	tp.writeEtc(tp.laptop, map[string]string{"resolv.conf": LaptopResolvConf})
 	tp.writeEtc(tp.client, map[string]string{"resolv.conf": PodResolvConf})
+	tp.makeVolumes()
 	tp.startServices()
 	tp.startPod()
 	return tp
@@ -258,8 +267,9 @@ func (tp *Topology) InLaptop(ctx context.Context, name string, args ...string) *
 }
 
 // InPod returns a command that runs name with args as root in the pod process's network, mount
-// and UTS namespaces: it sees the pod's network, /etc files and hostname, but not its
-// environment (BaseEnv instead). This is the direct baseline for what doppel should give.
+// and UTS namespaces: it sees the pod's network, root, /etc files, volumes and hostname, but
+// not its environment (BaseEnv instead). This is the direct baseline for what doppel should
+// give.
 func (tp *Topology) InPod(ctx context.Context, name string, args ...string) *exec.Cmd {
 	pre := []string{"--target", strconv.Itoa(tp.podPID), "--net", "--mount", "--uts", "--", name}
 	return command(ctx, "nsenter", append(pre, args...)...)
@@ -455,16 +465,22 @@ type listenWait struct {
 
 func (tp *Topology) startPod() {
 	tp.t.Helper()
-	p := tp.start("pod", PodEnv, "ip", "netns", "exec", tp.pod,
-		"unshare", "--uts", "--", "sh", "-c", `hostname "$1" && exec sleep infinity`, "sh", PodHostname)
+	argv := []string{"ip", "netns", "exec", tp.pod, "unshare", "--uts", "--",
+		"sh", "-c", podStartScript, "sh", PodHostname, tp.dir, filepath.Join("/etc/netns", tp.pod)}
+	for _, v := range podVolumes {
+		argv = append(argv, filepath.Join(tp.dir, "volumes", v.source), v.mountPoint, v.mode)
+	}
+	p := tp.start("pod", PodEnv, argv...)
 	pid := p.cmd.Process.Pid
 	// ip, unshare and sh each exec the next, so the pid stays that of the final sleep.
-	ok := waitFor(10*time.Second, func() bool {
+	isSleep := func() bool {
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		return err == nil && strings.TrimSpace(string(comm)) == "sleep"
-	})
-	if !ok {
-		tp.t.Fatalf("pod process %d did not become `sleep infinity` within 10s; its log:\n%s", pid, readLog(p.log))
+	}
+	// Stop waiting when the start script has failed and exited.
+	waitFor(10*time.Second, func() bool { return isSleep() || !Alive(pid, "") })
+	if !isSleep() {
+		tp.t.Fatalf("pod process %d did not become `sleep infinity` (exited, or not within 10s); its log:\n%s", pid, readLog(p.log))
 	}
 	tp.podPID = pid
 	for _, ns := range []string{"net", "mnt", "uts"} {

@@ -379,6 +379,9 @@ type Info struct {
 	PID      int      `json:"pid"`
 	Hostname string   `json:"hostname"`
 	Env      []string `json:"env"`
+	// Mounts are the mount points of the target's mount namespace, from its mountinfo, in
+	// order: where its volumes are.
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 func truncate(s string) string {
@@ -504,6 +507,44 @@ func ParseSocketReply(b []byte) (SocketReply, error) {
 		return SocketReply{}, fmt.Errorf("socket reply: %d bytes, want %d", len(b), SizeofSocketReply)
 	}
 	return SocketReply{ID: binary.BigEndian.Uint32(b), Errno: binary.BigEndian.Uint16(b[4:])}, nil
+}
+
+// FileRequest asks the agent of a local target, on the socket-passing channel, to open Path
+// inside the target's root (openat2 RESOLVE_IN_ROOT: "..", absolute symlinks and symlink chains
+// stay inside it) with Flags and Mode, and to attach the descriptor to its SocketReply.
+type FileRequest struct {
+	ID    uint32
+	Flags uint32 // open(2) flags; O_CLOEXEC is added by the agent
+	Mode  uint32 // for O_CREAT and O_TMPFILE
+	Path  string // absolute, inside the target's root
+}
+
+// fileRequestMarker stands where a SocketRequest has its family, which is never 0.
+const fileRequestMarker = 0
+
+// AppendFileRequest encodes r: ID (uint32), 0, flags (uint32), mode (uint32), path.
+func AppendFileRequest(b []byte, r FileRequest) []byte {
+	b = binary.BigEndian.AppendUint32(b, r.ID)
+	b = append(b, fileRequestMarker)
+	b = binary.BigEndian.AppendUint32(b, r.Flags)
+	b = binary.BigEndian.AppendUint32(b, r.Mode)
+	return append(b, r.Path...)
+}
+
+// IsFileRequest says whether a message on the socket-passing channel is a FileRequest.
+func IsFileRequest(b []byte) bool { return len(b) > 4 && b[4] == fileRequestMarker }
+
+// ParseFileRequest decodes a FileRequest message.
+func ParseFileRequest(b []byte) (FileRequest, error) {
+	if len(b) < 14 || b[4] != fileRequestMarker {
+		return FileRequest{}, fmt.Errorf("file request: %d bytes", len(b))
+	}
+	r := FileRequest{ID: binary.BigEndian.Uint32(b), Flags: binary.BigEndian.Uint32(b[5:]),
+		Mode: binary.BigEndian.Uint32(b[9:]), Path: string(b[13:])}
+	if r.Path == "" || r.Path[0] != '/' || len(r.Path) > 4096 {
+		return FileRequest{}, fmt.Errorf("file request: want an absolute path of at most 4096 bytes, got %q", truncate(r.Path))
+	}
+	return r, nil
 }
 
 // MuxConn wraps the connection a multiplexer session runs on so that each data frame's header

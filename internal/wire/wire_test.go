@@ -418,3 +418,33 @@ func FuzzReadFeedFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestFileRequestRoundTrip(t *testing.T) {
+	r := FileRequest{ID: 9, Flags: 0x80000, Mode: 0o644, Path: "/var/run/secrets/kubernetes.io/serviceaccount/token"}
+	b := AppendFileRequest(nil, r)
+	if !IsFileRequest(b) || IsFileRequest(AppendSocketRequest(nil, SocketRequest{ID: 1, Family: 2, Count: 1})) {
+		t.Fatal("IsFileRequest does not tell the two requests apart")
+	}
+	got, err := ParseFileRequest(b)
+	if err != nil || got != r {
+		t.Errorf("round trip: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "relative/path"} {
+		if _, err := ParseFileRequest(AppendFileRequest(nil, FileRequest{ID: 1, Path: bad})); err == nil {
+			t.Errorf("path %q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseFileRequest(f *testing.F) {
+	f.Add(AppendFileRequest(nil, FileRequest{ID: 1, Flags: 2, Mode: 3, Path: "/etc/hosts"}))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := ParseFileRequest(in)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(AppendFileRequest(nil, r), in) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}

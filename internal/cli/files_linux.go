@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"doppel.dev/doppel/internal/config"
+	"doppel.dev/doppel/internal/session"
+	"doppel.dev/doppel/internal/wire"
+)
+
+// systemMounts are where a target's mounts are the machine's, never volumes of the target.
+var systemMounts = []string{"/proc", "/sys", "/dev", "/run/netns"}
+
+// defaultFileRules are the rules below the user's: what stays this machine's whatever the
+// target mounts (the program's own binary, /proc, /sys, /dev, temporary files and the home
+// directory), then what is the target's (its resolver files, its service-account token and
+// its volumes). Everything else is this machine's (libraries, interpreters, toolchains).
+func defaultFileRules(info wire.Info, program, home string) []config.PathRule {
+	local := func(p, why string) config.PathRule {
+		return config.PathRule{Pattern: p, Class: config.PathLocal, Origin: "default: " + why}
+	}
+	remote := func(p, why string) config.PathRule {
+		return config.PathRule{Pattern: p, Class: config.PathRemoteWrite, Origin: "default: " + why}
+	}
+	rules := []config.PathRule{
+		local(program, "the program's own binary"),
+		local("/proc", "this machine's /proc"),
+		local("/sys", "this machine's /sys"),
+		local("/dev", "this machine's /dev"),
+		local("/tmp", "this machine's temporary files"),
+		local("/var/tmp", "this machine's temporary files"),
+	}
+	if home != "" && home != "/" && path.IsAbs(home) {
+		rules = append(rules, local(path.Clean(home), "the user's home"))
+	}
+	for _, p := range session.TargetFiles {
+		rules = append(rules, remote(p, "the target's resolver files"))
+	}
+	rules = append(rules,
+		remote("/var/run/secrets/kubernetes.io", "the target's service-account token"),
+		remote("/run/secrets/kubernetes.io", "the target's service-account token"))
+	for _, m := range info.Mounts {
+		if m == "/" || !path.IsAbs(m) || underAny(m, systemMounts) || strings.ContainsAny(m, "*?[\\") {
+			continue
+		}
+		rules = append(rules, remote(path.Clean(m), "a mounted volume of the target"))
+	}
+	return rules
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// fileRules adapts the configuration's path rules to the session's.
+type fileRules struct{ rules *config.PathRules }
+
+func (f fileRules) Classify(p string) (session.FileClass, string) {
+	class, rule := f.rules.Decide(p)
+	var c session.FileClass
+	switch class {
+	case config.PathRemoteRead:
+		c = session.FileRemoteRead
+	case config.PathRemoteWrite:
+		c = session.FileRemoteWrite
+	case config.PathNotFound:
+		c = session.FileNotFound
+	}
+	origin := rule.Origin
+	if rule.Pattern != "" {
+		origin = fmt.Sprintf("%s (%s)", rule.Origin, rule.Pattern)
+	}
+	return c, origin
+}
+
+// remoteFiles is the session's remote-files option, nil in files mode local.
+func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *localAgent) (*session.FilesOptions, error) {
+	if !cfg.Files.IsEnabled() {
+		return nil, nil
+	}
+	home := ""
+	for _, kv := range run.env {
+		if v, ok := strings.CutPrefix(kv, "HOME="); ok {
+			home = v
+		}
+	}
+	rules, err := cfg.Files.PathRules(defaultFileRules(info, run.path, home))
+	if err != nil {
+		return nil, err
+	}
+	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, UID: os.Geteuid()}
+	if run.cred != nil {
+		opt.UID = int(run.cred.Uid)
+		opt.GIDs = append(opt.GIDs, int(run.cred.Gid))
+		for _, g := range run.cred.Groups {
+			opt.GIDs = append(opt.GIDs, int(g))
+		}
+	} else {
+		opt.GIDs = append(opt.GIDs, os.Getegid())
+		if gs, err := os.Getgroups(); err == nil {
+			opt.GIDs = append(opt.GIDs, gs...)
+		}
+	}
+	return opt, nil
+}
