@@ -611,10 +611,10 @@ fs_field() { awk -v op="$2" '$1 == op {print $3}' <<<"$1"; }
 for round in $(seq "$rounds"); do
   for m in direct doppel; do
     doppel_flags=(--fs-read "$work/files")
-    out=$(fs_run "$m") || die "fsbench $m failed"
+    fs_out=$(fs_run "$m") || die "fsbench $m failed"
     doppel_flags=()
-    for op in open_read_close stat stream; do res[fs_$op,$m]+="$(fs_field "$out" "$op") "; done
-    echo "  [${SECONDS}s] files round $round $m: $(tr '\n' ';' <<<"$out")"
+    for op in open_read_close stat stream; do res[fs_$op,$m]+="$(fs_field "$fs_out" "$op") "; done
+    echo "  [${SECONDS}s] files round $round $m: $(tr '\n' ';' <<<"$fs_out")"
   done
 done
 

@@ -4,7 +4,8 @@
 // mode), lstat, readlink, ls (the names, sorted), sha (sha256 of the whole file, read in 1 MiB
 // chunks), at (ARG bytes at offset... "at:PATH:OFFSET:N" reads N bytes at OFFSET, quoted),
 // write (writes ARG, creating or truncating), append, mkdir, rmdir, rm, mv (to ARG), access
-// (R_OK|W_OK by ARG "r", "w" or "rw"), exe (reads its own executable's first 4 bytes). Built
+// (R_OK|W_OK by ARG "r", "w" or "rw"), exe (reads its own executable's first 4 bytes), mmap
+// (maps the file and quotes its first ARG bytes), truncate (to ARG bytes). Built
 // static (CGO_ENABLED=0), so that nothing but the kernel's calls are involved.
 package main
 
@@ -117,6 +118,22 @@ func do(op, path, arg string) (string, error) {
 			mode |= 2
 		}
 		return "ok", syscall.Access(path, mode)
+	case "mmap":
+		n, _ := strconv.Atoi(arg)
+		f, err := os.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		m, err := syscall.Mmap(int(f.Fd()), 0, n, syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			return "", err
+		}
+		defer syscall.Munmap(m)
+		return strconv.Quote(string(m)), nil
+	case "truncate":
+		n, _ := strconv.ParseInt(arg, 10, 64)
+		return "ok", os.Truncate(path, n)
 	case "exe":
 		exe, err := os.Executable()
 		if err != nil {
