@@ -54,4 +54,22 @@ func TestSocketPassing(t *testing.T) {
 		}
 		f.Close()
 	}
+
+	// File requests share the channel: the agent opens inside the target's root and passes
+	// the descriptor, or answers the errno.
+	dir := t.TempDir()
+	os.WriteFile(dir+"/conf", []byte("remote content"), 0o644)
+	f, err := socks.OpenFile(ctx, dir+"/conf", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatalf("OpenFile: %v", err)
+	}
+	b := make([]byte, 64)
+	n, _ := f.Read(b)
+	f.Close()
+	if string(b[:n]) != "remote content" {
+		t.Errorf("the passed file reads %q", b[:n])
+	}
+	if _, err := socks.OpenFile(ctx, dir+"/missing", unix.O_RDONLY, 0); err != unix.ENOENT {
+		t.Errorf("OpenFile of a missing file: %v, want ENOENT", err)
+	}
 }

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"doppel.dev/doppel/internal/config"
 	"doppel.dev/doppel/internal/session"
@@ -97,6 +100,11 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 		return nil, err
 	}
 	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, UID: os.Geteuid()}
+	// A local target's root is on this machine: doppel (root) opens inside it itself, which
+	// saves the round trip to the agent on every open and stat.
+	if root, err := openTargetRoot(info.PID); err == nil {
+		opt.Open = root.open
+	}
 	if run.cred != nil {
 		opt.UID = int(run.cred.Uid)
 		opt.GIDs = append(opt.GIDs, int(run.cred.Gid))
@@ -110,4 +118,29 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 		}
 	}
 	return opt, nil
+}
+
+// targetRoot is a local target's root directory, held open for the session.
+type targetRoot struct{ fd int }
+
+func openTargetRoot(pid int) (*targetRoot, error) {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &targetRoot{fd: fd}, nil
+}
+
+// open opens path inside the root, as the agent would: "..", absolute symlinks and symlink
+// chains resolve inside it (openat2 RESOLVE_IN_ROOT).
+func (r *targetRoot) open(_ context.Context, path string, flags, mode uint32) (*os.File, error) {
+	fd, err := unix.Openat2(r.fd, path, &unix.OpenHow{
+		Flags:   uint64(flags) | unix.O_CLOEXEC,
+		Mode:    uint64(mode),
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
