@@ -99,11 +99,12 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 	if err != nil {
 		return nil, err
 	}
-	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, UID: os.Geteuid()}
+	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, OpensBlock: true, UID: os.Geteuid()}
 	// A local target's root is on this machine: doppel (root) opens inside it itself, which
-	// saves the round trip to the agent on every open and stat.
-	if root, err := openTargetRoot(info.PID); err == nil {
-		opt.Open = root.open
+	// saves the round trip to the agent on every open and stat. filesViaAgentEnv keeps the
+	// agent's way, for its tests.
+	if root, err := openTargetRoot(info.PID); err == nil && os.Getenv(filesViaAgentEnv) == "" {
+		opt.Open, opt.OpensBlock = root.open, false
 	}
 	if run.cred != nil {
 		opt.UID = int(run.cred.Uid)
@@ -119,6 +120,10 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 	}
 	return opt, nil
 }
+
+// filesViaAgentEnv, set to anything, makes the agent open the target's files even for a local
+// target, as it does when doppel cannot open the target's root itself.
+const filesViaAgentEnv = "DOPPEL_FILES_VIA_AGENT"
 
 // targetRoot is a local target's root directory, held open for the session.
 type targetRoot struct{ fd int }

@@ -46,6 +46,9 @@ type FilesOptions struct {
 	// UID and GIDs are the program's, for access(2) answers.
 	UID  int
 	GIDs []int
+	// OpensBlock says that Open waits for another process (the agent): the path calls are then
+	// handled on goroutines of their own, not on the notification goroutine.
+	OpensBlock bool
 }
 
 // remotePath reads and resolves the path argument of a path call made relative to dirfd, and

@@ -246,6 +246,16 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 		h[sysAccept] = r.onAccept
 	}
 	h[unix.SYS_GETSOCKNAME] = r.onGetsockname
+	if f := r.opt.RemoteFiles; f != nil && f.OpensBlock {
+		for _, nr := range []int{unix.SYS_OPENAT, unix.SYS_OPENAT2, sysOpen, unix.SYS_NEWFSTATAT, unix.SYS_STATX,
+			unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2, unix.SYS_READLINKAT, unix.SYS_UNLINKAT, unix.SYS_MKDIRAT,
+			unix.SYS_RENAMEAT2, unix.SYS_TRUNCATE, sysStat, sysLstat, sysAccess, sysReadlink, sysUnlink, sysRmdir,
+			sysMkdir, sysRename, sysRenameat} {
+			if handle, ok := h[nr]; ok && nr >= 0 {
+				h[nr] = func(q *intercept.Request) { r.goHandle(q, func() { handle(q) }) }
+			}
+		}
+	}
 	h[unix.SYS_EPOLL_CREATE1] = r.onEpollCreate
 	if sysEpollCreate >= 0 {
 		h[sysEpollCreate] = r.onEpollCreate

@@ -13,11 +13,16 @@ import (
 	"doppel.dev/doppel/internal/testenv"
 )
 
-// lines runs readfiles under doppel with flags and returns its output lines by "OP PATH".
+// readfiles runs readfiles under doppel with flags and returns its output lines by "OP PATH".
 func readfiles(t *testing.T, tp *testenv.Topology, doppel string, flags []string, ops ...string) map[string]string {
 	t.Helper()
+	return readfilesEnv(t, tp, doppel, flags, nil, ops...)
+}
+
+func readfilesEnv(t *testing.T, tp *testenv.Topology, doppel string, flags, env []string, ops ...string) map[string]string {
+	t.Helper()
 	prog := testenv.BuildGo(t, "./test/local/testdata/readfiles")
-	r := runDoppel(t, tp, doppel, flags, nil, append([]string{prog}, ops...)...)
+	r := runDoppel(t, tp, doppel, flags, env, append([]string{prog}, ops...)...)
 	if r.exitCode != 0 {
 		t.Fatalf("doppel exec readfiles: %s", r)
 	}
@@ -243,5 +248,28 @@ func TestFilesRules(t *testing.T) {
 	got = readfiles(t, tp, doppel, []string{"--fs-mode", "local"}, "read:"+testenv.PodAppConfigPath)
 	if got["read "+testenv.PodAppConfigPath] != "error: no such file or directory" {
 		t.Errorf("local mode: %v", got)
+	}
+}
+
+// When doppel cannot open the target's root itself, the agent opens the files and passes the
+// descriptors (and the path calls are handled off the notification thread).
+func TestFilesViaAgent(t *testing.T) {
+	tp, doppel := setup(t)
+	got := readfilesEnv(t, tp, doppel, []string{"--fs-mode", "write", "--fs-write", testenv.PodWritableDir}, []string{"DOPPEL_FILES_VIA_AGENT=1"},
+		"read:"+testenv.PodSATokenPath, "stat:"+testenv.PodAppConfigPath, "ls:"+testenv.PodSecretDir,
+		"read:/etc/shop/missing", "write:"+testenv.PodWritableDir+"/agent.txt:via agent")
+	for k, v := range map[string]string{
+		"read " + testenv.PodSATokenPath:                 strconv.Quote(testenv.PodSAToken),
+		"stat " + testenv.PodAppConfigPath:               fmt.Sprintf("size %d mode -rw-r--r--", len(testenv.PodAppConfig)),
+		"ls " + testenv.PodSecretDir:                     "..2026_11_26_10_00_00.123456789 ..data ca.crt namespace token",
+		"read /etc/shop/missing":                         "error: no such file or directory",
+		"write " + testenv.PodWritableDir + "/agent.txt": "ok",
+	} {
+		if got[k] != v {
+			t.Errorf("%s: got %s, want %s", k, got[k], v)
+		}
+	}
+	if r := run(tp.InPod(t.Context(), "cat", testenv.PodWritableDir+"/agent.txt")); r.stdout != "via agent" {
+		t.Errorf("the pod's file: %s", r)
 	}
 }
