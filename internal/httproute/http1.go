@@ -38,6 +38,10 @@ func (r *Router) ServeHTTP1(ctx context.Context, client net.Conn, br *bufio.Read
 		}
 	}()
 	for {
+		if h := r.Handover; h != nil && s.awaitRequest(h) {
+			s.handOver(h)
+			return ErrHandedOver
+		}
 		keep, err := s.serveRequest()
 		if ctx.Err() != nil {
 			return fmt.Errorf("serve HTTP/1 client %s: %w", client.RemoteAddr(), context.Cause(ctx))
@@ -60,9 +64,10 @@ type session1 struct {
 
 	// mu guards closed and the slots of up against closeAll, which may run on another
 	// goroutine when ctx is cancelled. Only the serving goroutine changes up.
-	mu     sync.Mutex
-	closed bool
-	up     [2]*upstream1 // indexed by side
+	mu         sync.Mutex
+	closed     bool
+	handedOver bool          // the client connection went to a Handover: closeAll leaves it
+	up         [2]*upstream1 // indexed by side
 }
 
 // upstream1 is a kept-alive connection to one upstream.
@@ -288,7 +293,9 @@ func (s *session1) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.client.Close()
+	if !s.handedOver {
+		s.client.Close()
+	}
 	for _, u := range s.up {
 		if u != nil {
 			u.conn.Close()

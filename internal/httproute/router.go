@@ -13,7 +13,8 @@ import (
 type Dialer func(ctx context.Context) (net.Conn, error)
 
 // Router routes the requests of client connections between two upstreams. One Router serves
-// any number of connections concurrently; its fields must not change while it does.
+// any number of connections concurrently (except with a Handover, which is per connection);
+// its fields must not change while it does.
 type Router struct {
 	// Filter picks the requests that go to Program; the others go to Original. A nil Filter
 	// sends every request to Program.
@@ -25,6 +26,9 @@ type Router struct {
 	Logger *slog.Logger
 	// OnRequest, if set, is called with each request before it is forwarded.
 	OnRequest func(method, target string, toProgram bool)
+	// Handover, if set, lets the caller take an HTTP/1 connection back between requests
+	// (one ServeHTTP1 call per Handover).
+	Handover *Handover
 }
 
 // side names an upstream.

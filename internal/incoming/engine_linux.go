@@ -38,10 +38,11 @@ type Engine struct {
 	peers  net.Listener // answers later sessions who is behind the connections passed on
 
 	forwards forwards
-	relays   map[*relayed]struct{}    // connections relayed to the next hop, for a handover
-	adopter  *adopter                 // the agent that takes them over at Close, if any
-	capture  *capture.Capture         // passive capture, from the first capture subscription
-	captured map[uint16]*subscription // by port
+	relays   map[*relayed]struct{}            // connections relayed to the next hop, for a handover
+	routed   map[*httproute.Handover]struct{} // HTTP/1 connections a filter routes, for a handover
+	adopter  *adopter                         // the agent that takes them over at Close, if any
+	capture  *capture.Capture                 // passive capture, from the first capture subscription
+	captured map[uint16]*subscription         // by port
 }
 
 type subscription struct {
@@ -60,7 +61,8 @@ func New(opt Options) *Engine {
 		opt.InNetns = func(fn func() error) error { return fn() }
 	}
 	return &Engine{opt: opt, log: opt.Logger, subs: make(map[uint16]*subscription),
-		captured: make(map[uint16]*subscription), relays: make(map[*relayed]struct{})}
+		captured: make(map[uint16]*subscription), relays: make(map[*relayed]struct{}),
+		routed: make(map[*httproute.Handover]struct{})}
 }
 
 func kindOf(s wire.Subscription) Kind {
@@ -382,7 +384,19 @@ func (e *Engine) filtered(ctx context.Context, c *net.TCPConn, in wire.Incoming,
 	r := &httproute.Router{Filter: s.filter, Program: program, Original: original, Logger: e.log}
 	switch proto {
 	case httproute.HTTP1:
+		h := &httproute.Handover{}
+		r.Handover = h
+		e.mu.Lock()
+		e.routed[h] = struct{}{}
+		e.mu.Unlock()
 		err = r.ServeHTTP1(ctx, c, br)
+		e.mu.Lock()
+		delete(e.routed, h)
+		e.mu.Unlock()
+		if errors.Is(err, httproute.ErrHandedOver) {
+			e.handOverRouted(ctx, c, h, original)
+			return
+		}
 	case httproute.HTTP2:
 		err = r.ServeHTTP2(ctx, c, br)
 	default:
@@ -393,6 +407,21 @@ func (e *Engine) filtered(ctx context.Context, c *net.TCPConn, in wire.Incoming,
 	if err != nil {
 		e.log.Debug("http routing ended", "remote", in.Remote, "err", err)
 	}
+}
+
+// handOverRouted sends an HTTP connection that ServeHTTP1 gave back (between two requests) to
+// the adopter, with its upstream to the target's own service (dialled now if no request went
+// there yet): from then on all its requests go there.
+func (e *Engine) handOverRouted(ctx context.Context, c *net.TCPConn, h *httproute.Handover, original httproute.Dialer) {
+	_, up := h.Conns()
+	if up == nil {
+		var err error
+		if up, err = original(ctx); err != nil {
+			return
+		}
+	}
+	defer up.Close()
+	e.adoptPair(c, tcpOf(up))
 }
 
 // passOn connects the client to the target's own service; prefix is what was already read

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -561,5 +562,69 @@ func TestEndingSessionHandsOverConnections(t *testing.T) {
 	time.Sleep(drainTimeout + 500*time.Millisecond)
 	if got := exchange(t, c, "after", "again"); !cmp.Equal(got, []string{"program: after", "program: again"}) {
 		t.Errorf("after the mirror session ended the connection answered %q", got)
+	}
+}
+
+// A filtered session that ends hands its keep-alive HTTP connections, at their next boundary
+// between requests, to the session after it: the client's connection goes on, and its
+// requests now reach that session.
+func TestEndingFilteredSessionHandsOverHTTP(t *testing.T) {
+	p := newNetPair(t)
+	filtered, steal := p.engine(t), p.engine(t)
+	stolen, alice := make(chan delivered, 4), make(chan delivered, 4)
+	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
+		t.Fatal(err)
+	}
+	sub := wire.Subscription{Port: 80, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Headers: []string{"X-Debug-User: alice"}}}
+	if _, err := filtered.Subscribe(sub, deliverTo(alice), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Both programs answer HTTP with their name.
+	serveHTTP := func(ch <-chan delivered, name string) {
+		for d := range ch {
+			go func() {
+				defer d.conn.Close()
+				br := bufio.NewReader(d.conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					fmt.Fprintf(d.conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
+				}
+			}()
+		}
+	}
+	go serveHTTP(stolen, "steal")
+	go serveHTTP(alice, "alice")
+	c := p.dial(t, srvIP+":80")
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	get := func(user string) string {
+		t.Helper()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: svc\r\nX-Debug-User: %s\r\n\r\n", user)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	if got := get("alice"); got != "alice" {
+		t.Fatalf("alice's request reached %q", got)
+	}
+	if got := get("bob"); got != "steal" {
+		t.Fatalf("bob's request reached %q", got)
+	}
+	start := time.Now()
+	filtered.Close()
+	if d := time.Since(start); d >= drainTimeout {
+		t.Errorf("Close took %v: it waited for the drain instead of handing over", d)
+	}
+	time.Sleep(drainTimeout + 500*time.Millisecond)
+	if got := get("alice"); got != "steal" {
+		t.Errorf("after alice's session ended her request on the same connection reached %q, want the steal session", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/httproute"
 )
 
 // When a session ends while others go on, the connections it passes on (mirrored ones, and
@@ -93,7 +95,14 @@ func (e *Engine) handOver(rank int) bool {
 	for r := range e.relays {
 		relays = append(relays, r)
 	}
+	routed := make([]*httproute.Handover, 0, len(e.routed))
+	for h := range e.routed {
+		routed = append(routed, h)
+	}
 	e.mu.Unlock()
+	for _, h := range routed {
+		h.Request() // HTTP connections go at their next boundary between requests
+	}
 	past := time.Unix(1, 0)
 	for _, r := range relays {
 		r.handing.Store(true)
@@ -102,6 +111,9 @@ func (e *Engine) handOver(rank int) bool {
 	}
 	if len(relays) > 0 {
 		e.log.Info("handing the connections in flight to another session", "connections", len(relays))
+	}
+	if len(routed) > 0 {
+		e.log.Info("handing the HTTP connections in flight to another session at their next request", "connections", len(routed))
 	}
 	return true
 }
@@ -130,17 +142,23 @@ type adopter struct {
 }
 
 // adopt sends a stopped connection's two sockets to the adopter.
-func (e *Engine) adopt(r *relayed) {
+func (e *Engine) adopt(r *relayed) { e.adoptPair(r.client, r.up) }
+
+// adoptPair sends a client connection and its upstream connection to the adopter.
+func (e *Engine) adoptPair(client, up *net.TCPConn) {
 	e.mu.Lock()
 	a := e.adopter
 	e.mu.Unlock()
+	if a == nil {
+		return
+	}
 	files := make([]*os.File, 0, 2)
 	defer func() {
 		for _, f := range files {
 			f.Close()
 		}
 	}()
-	for _, c := range []*net.TCPConn{r.client, r.up} {
+	for _, c := range []*net.TCPConn{client, up} {
 		f, err := c.File()
 		if err != nil {
 			e.log.Warn("a connection in flight could not be handed over", "err", err)
