@@ -21,10 +21,18 @@ outgoing TCP and UDP leave from the target's network, it resolves names with the
 resolv.conf, hosts and nameservers, sees the target's hostname, and gets the target's
 environment under its own. Loopback stays local. The exit status is the program's.
 
+When PROGRAM listens on a port, it receives the target's incoming traffic on that port: a
+copy of every connection (the target still answers), or with --steal the connections
+themselves, or only the HTTP requests an --http-* filter picks. It reads the target's mounted
+volumes, service-account token and resolver files; the rest of its files are this machine's
+(--fs-* flags change that).
+
 For a local target (pid:PID) doppel needs root to start its agent; under sudo the program
 runs as the user who called sudo.`,
 		Example: `  sudo doppel exec --target pid:4242 -- curl http://nginx/
-  sudo doppel exec -t pid:4242 --local-cidr 10.0.0.0/8 -- ./myservice`,
+  sudo doppel exec -t pid:4242 --local-cidr 10.0.0.0/8 -- ./myservice
+  sudo doppel exec -t pid:4242 --steal --http-header 'X-Debug-User: alice' -- ./myservice
+  sudo doppel exec -t pid:4242 --fs-mode write --fs-write /var/lib/app -- ./myservice`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
