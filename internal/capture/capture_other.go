@@ -27,3 +27,8 @@ func (c *Capture) Stats() Stats { return Stats{} }
 
 // Close does nothing.
 func (c *Capture) Close() {}
+
+// Probe fails: packet sockets are Linux's.
+func Probe() error {
+	return fmt.Errorf("packet sockets on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
+}

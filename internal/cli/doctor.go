@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"doppel.dev/doppel/internal/capture"
+	"doppel.dev/doppel/internal/incoming"
 	"doppel.dev/doppel/internal/intercept"
 )
 
@@ -33,6 +35,23 @@ func newDoctorCmd() *cobra.Command {
 				root = "yes"
 			}
 			fmt.Fprintf(w, "running as root\t\t%s\t\n", root)
+			// What the agent of a local target does here: incoming traffic and files.
+			for _, p := range []struct {
+				name, kernel, what string
+				probe              func() error
+			}{
+				{"nftables owned tables (incoming)", "5.12", "mirror and steal by redirect", incoming.ProbeOwnedTables},
+				{"AF_PACKET TPACKET_V3 (incoming)", "3.2", "mirror by passive capture", capture.Probe},
+				{"openat2 RESOLVE_IN_ROOT (files)", "5.6", "the target's files", probeOpenat2},
+			} {
+				status, detail := "ok", "probed"
+				if os.Geteuid() != 0 {
+					status, detail = "unknown", "run doctor as root to probe"
+				} else if err := p.probe(); err != nil {
+					status, detail = "missing (optional)", fmt.Sprintf("%s unavailable: %v", p.what, err)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.name, p.kernel, status, detail)
+			}
 			w.Flush()
 			if err := intercept.Check(); err != nil {
 				return &exitError{code: 1, err: err}

@@ -149,3 +149,13 @@ func (r *targetRoot) open(_ context.Context, path string, flags, mode uint32) (*
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }
+
+// probeOpenat2 checks openat2 with RESOLVE_IN_ROOT (Linux 5.6), which keeps the target's files
+// inside its root.
+func probeOpenat2() error {
+	fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}

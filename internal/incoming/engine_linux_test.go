@@ -628,3 +628,14 @@ func TestEndingFilteredSessionHandsOverHTTP(t *testing.T) {
 		t.Errorf("after alice's session ended her request on the same connection reached %q, want the steal session", got)
 	}
 }
+
+func TestProbeOwnedTables(t *testing.T) {
+	testenv.Privileged(t)
+	if err := ProbeOwnedTables(); err != nil {
+		t.Fatalf("ProbeOwnedTables on this kernel: %v", err)
+	}
+	// The probe's table lived in a namespace of its own.
+	if s := sessions(t, -1); len(s) != 0 {
+		t.Errorf("the probe left tables in this namespace: %+v", s)
+	}
+}

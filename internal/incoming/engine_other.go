@@ -27,3 +27,8 @@ func (e *Engine) Close() {}
 
 // Table is always "".
 func (e *Engine) Table() string { return "" }
+
+// ProbeOwnedTables fails: nftables is Linux's.
+func ProbeOwnedTables() error {
+	return fmt.Errorf("nftables on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,4 +190,25 @@ func TestDoppelExecNotRoot(t *testing.T) {
 	r := run(tp.InLaptop(ctx, argv[0], argv[1:]...))
 	checkRefused(t, r, "sudo")
 	checkNoLeftovers(t, doppel)
+}
+
+// doctor reports the kernel features of interception, incoming traffic and files.
+func TestDoctor(t *testing.T) {
+	testenv.Privileged(t)
+	doppel := testenv.BuildDoppel(t)
+	r := run(exec.Command(doppel, "doctor"))
+	if r.exitCode != 0 {
+		t.Fatalf("doppel doctor: %s", r)
+	}
+	for _, f := range []string{"SECCOMP_RET_USER_NOTIF", "nftables owned tables (incoming)", "AF_PACKET TPACKET_V3 (incoming)", "openat2 RESOLVE_IN_ROOT (files)"} {
+		found := false
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if strings.HasPrefix(l, f) && strings.Contains(l, " ok ") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("doctor does not report %q as ok:\n%s", f, r.stdout)
+		}
+	}
 }
