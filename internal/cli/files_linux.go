@@ -99,7 +99,8 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 	if err != nil {
 		return nil, err
 	}
-	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, OpensBlock: true, UID: os.Geteuid()}
+	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, OpensBlock: true, UID: os.Geteuid(),
+		Catchall: config.OriginNoMatch}
 	// A local target's root is on this machine: doppel (root) opens inside it itself, which
 	// saves the round trip to the agent on every open and stat. filesViaAgentEnv keeps the
 	// agent's way, for its tests.

@@ -32,6 +32,18 @@ const (
 	FileNotFound                     // does not exist for the program
 )
 
+func (c FileClass) String() string {
+	switch c {
+	case FileRemoteRead:
+		return "remote-read"
+	case FileRemoteWrite:
+		return "remote-write"
+	case FileNotFound:
+		return "not-found"
+	}
+	return "local"
+}
+
 // FileRules classify the program's paths; rule says which rule decided, for the debug log.
 type FileRules interface {
 	Classify(path string) (class FileClass, rule string)
@@ -49,7 +61,13 @@ type FilesOptions struct {
 	// OpensBlock says that Open waits for another process (the agent): the path calls are then
 	// handled on goroutines of their own, not on the notification goroutine.
 	OpensBlock bool
+	// Catchall is the rule Classify names for paths no rule matched: their (many) local
+	// decisions are not logged, those of every other rule are (debug).
+	Catchall string
 }
+
+// QuietLocal says whether a local decision by rule goes unlogged.
+func (f *FilesOptions) QuietLocal(rule string) bool { return rule == f.Catchall }
 
 // remotePath reads and resolves the path argument of a path call made relative to dirfd, and
 // classifies it. ok is false when doppel lets the call through untouched: a local path, a path
@@ -81,6 +99,9 @@ func (r *Redirector) classifyPath(q *intercept.Request, dirfd int, p string) (ab
 	abs = path.Clean(p)
 	class, rule := r.opt.RemoteFiles.Rules.Classify(abs)
 	if class == FileLocal {
+		if !r.opt.RemoteFiles.QuietLocal(rule) {
+			r.log.Debug("local file", "path", abs, "rule", rule)
+		}
 		return abs, class, false
 	}
 	r.log.Debug("remote file", "path", abs, "class", class, "rule", rule)

@@ -273,3 +273,19 @@ func TestFilesViaAgent(t *testing.T) {
 		t.Errorf("the pod's file: %s", r)
 	}
 }
+
+// --log-level debug says which rule decided a path, local or the target's.
+func TestFilesRuleLogged(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/readfiles")
+	r := runDoppel(t, tp, doppel, []string{"--log-level", "debug", "--fs-local", "/etc/shop/feature-flags.json"}, nil,
+		prog, "read:"+testenv.PodAppConfigPath, "read:"+testenv.PodFeatureFlagsPath)
+	for _, want := range []string{
+		`msg="remote file" path=/etc/shop/app.yaml class=remote-read rule="default: a mounted volume of the target (/etc/shop)"`,
+		`msg="local file" path=/etc/shop/feature-flags.json rule="files.local[0] (/etc/shop/feature-flags.json)"`,
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the debug log lacks %s\n%s", want, r.stderr)
+		}
+	}
+}
