@@ -41,6 +41,9 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
+	if !tgt.Local() {
+		return fail(fmt.Errorf("target %s: Kubernetes targets and --target none are not supported by this build yet; use pid:PID for a local process", tgt))
+	}
 	if err := tgt.Check(); err != nil {
 		return fail(err)
 	}

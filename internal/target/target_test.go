@@ -4,22 +4,36 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		spec    string
-		pid     int
+		want    Target
 		wantErr string
 	}{
-		{"pid:4242", 4242, ""},
-		{" pid:1 ", 1, ""},
-		{"", 0, "no target"},
-		{"pid:abc", 0, "not a process id"},
-		{"pid:-3", 0, "not a process id"},
-		{"deployment/nginx", 0, "Kubernetes targets"},
-		{"nginx", 0, "Kubernetes targets"},
-		{"cgroup:foo", 0, "unknown kind"},
+		{"pid:4242", Target{PID: 4242}, ""},
+		{" pid:1 ", Target{PID: 1}, ""},
+		{"none", Target{None: true}, ""},
+		{"nginx-7d9c-abcde", Target{Kind: "pod", Name: "nginx-7d9c-abcde"}, ""},
+		{"deployment/nginx", Target{Kind: "deployment", Name: "nginx"}, ""},
+		{"deploy/nginx", Target{Kind: "deployment", Name: "nginx"}, ""},
+		{"Deployment/nginx", Target{Kind: "deployment", Name: "nginx"}, ""},
+		{"svc/shop.api", Target{Kind: "service", Name: "shop.api"}, ""},
+		{"statefulset/db/container/postgres", Target{Kind: "statefulset", Name: "db", Container: "postgres"}, ""},
+		{"rollout/web", Target{Kind: "rollout", Name: "web"}, ""},
+		{"", Target{}, "no target"},
+		{"pid:abc", Target{}, "not a process id"},
+		{"pid:-3", Target{}, "not a process id"},
+		{"cgroup:foo", Target{}, "unknown kind"},
+		{"cronjob/nightly", Target{}, "unknown kind"},
+		{"deployment/Nginx", Target{}, "not a Kubernetes name"},
+		{"deployment/nginx/sidecar/x", Target{}, "container/CONTAINER"},
+		{"deployment/nginx/container/Bad_Name", Target{}, "not a container name"},
+		{"a/b/c", Target{}, "want pid:PID"},
+		{"deployment/", Target{}, "not a Kubernetes name"},
 	} {
 		got, err := Parse(tc.spec)
 		if tc.wantErr != "" {
@@ -28,10 +42,32 @@ func TestParse(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got.PID != tc.pid {
-			t.Errorf("Parse(%q) = %v, %v; want pid %d", tc.spec, got, err, tc.pid)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.spec, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("Parse(%q) (-want +got):\n%s", tc.spec, diff)
+		}
+		if back, err := Parse(got.String()); err != nil || back != got {
+			t.Errorf("Parse(%q.String() = %q) = %+v, %v", tc.spec, got.String(), back, err)
 		}
 	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"pid:1", "none", "deployment/nginx/container/app", "nginx"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		got, err := Parse(spec)
+		if err != nil {
+			return
+		}
+		if back, err := Parse(got.String()); err != nil || back != got {
+			t.Fatalf("Parse(%q) = %+v; its String %q parses to %+v, %v", spec, got, got.String(), back, err)
+		}
+	})
 }
 
 func TestCheck(t *testing.T) {

@@ -378,3 +378,19 @@ func TestDoppelExecAgentKilled(t *testing.T) {
 		}
 	}
 }
+
+// A Kubernetes target parses but is refused, with a sentence that says what works, before
+// anything starts.
+func TestDoppelExecKubernetesTargetRefused(t *testing.T) {
+	tp, doppel := setup(t)
+	for _, spec := range []string{"deployment/nginx", "none", "pod/nginx/container/app"} {
+		r := runDoppelArgs(t, tp, doppel, "", nil, "exec", "--target", spec, "--", "sh", "-c", "echo started")
+		if r.exitCode != 125 || !strings.Contains(r.stderr, "not supported by this build yet; use pid:PID") || strings.Contains(r.stdout, "started") {
+			t.Errorf("--target %s: %s", spec, r)
+		}
+	}
+	r := runDoppelArgs(t, tp, doppel, "", nil, "exec", "--target", "cronjob/x", "--", "true")
+	if r.exitCode != 125 || !strings.Contains(r.stderr, "unknown kind") {
+		t.Errorf("--target cronjob/x: %s", r)
+	}
+}
