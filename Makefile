@@ -49,3 +49,14 @@ bench: ## Benchmarks (scripts/bench.sh)
 
 clean: ## Remove bin/ and the test logs in .cache/test
 	rm -rf bin .cache/test
+
+.PHONY: cluster-build cluster-up cluster-down
+
+cluster-build: ## Build the test cluster's Kubernetes binaries (tools/kube) into /var/cache/doppel-kube, once per version
+	scripts/cluster.sh build
+
+cluster-up: ## Start the real single-node test cluster (root; kubeconfig /run/doppel-cluster/admin.kubeconfig)
+	scripts/cluster.sh up
+
+cluster-down: ## Stop the test cluster and remove everything it made (root)
+	scripts/cluster.sh down
