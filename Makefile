@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X doppel.dev/doppel/internal/cli.version=$(VERSION)
 TESTDATA_PKGS := $(sort $(dir $(wildcard internal/*/testdata/*/main.go test/*/testdata/*/main.go)))
 PRIVILEGED_TIMEOUT ?= 20m
 
-.PHONY: help build deps vet fmt-check test-unit test-privileged test example bench clean
+.PHONY: help build deps vet fmt-check test-unit test-privileged test example bench clean image
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ example: ## The built-in local example: doppel exec against a throw-away pod nam
 bench: ## Benchmarks (scripts/bench.sh)
 	@if [[ ! -x scripts/bench.sh ]]; then echo "make bench: scripts/bench.sh does not exist yet: no benchmark to run" >&2; exit 1; fi
 	scripts/bench.sh
+
+image: build ## Build the agent image (bin/doppel alone on an empty base, reproducible) as bin/doppel-agent.tar, tagged doppel.local/doppel-agent:VERSION
+	CGO_ENABLED=0 go run ./internal/image/mkimage -binary bin/doppel -arch $$(go env GOARCH) -tag doppel.local/doppel-agent:$(VERSION) -o bin/doppel-agent.tar
 
 clean: ## Remove bin/ and the test logs in .cache/test
 	rm -rf bin .cache/test
