@@ -37,7 +37,7 @@ test-privileged: ## Privileged tests (root): network namespaces, nginx, dnsmasq,
 	@if [[ $$(id -u) -ne 0 ]]; then echo "test-privileged must run as root: sudo make test-privileged" >&2; exit 1; fi
 	DOPPEL_PRIVILEGED_TESTS=1 scripts/gotest.sh privileged -count=1 -p 1 -timeout $(PRIVILEGED_TIMEOUT) ./test/local/ ./internal/...
 
-test: ## The whole suite as CI runs it (root): deps, vet, gofmt check, unit, privileged; prints a summary
+test: ## The whole suite as CI runs it (root): deps, vet, gofmt check, unit, privileged, cluster; prints a summary
 	@scripts/test.sh
 
 example: ## The built-in local example: doppel exec against a throw-away pod namespace (root)
@@ -53,7 +53,10 @@ image: build ## Build the agent image (bin/doppel alone on an empty base, reprod
 clean: ## Remove bin/ and the test logs in .cache/test
 	rm -rf bin .cache/test
 
-.PHONY: cluster-build cluster-up cluster-down
+.PHONY: cluster-build cluster-up cluster-down test-cluster
+
+KUBE_VERSION := $(shell awk '$$1 == "require" && $$2 == "k8s.io/kubernetes" {print $$3}' tools/kube/go.mod)
+KUBE_BIN := /var/cache/doppel-kube/$(KUBE_VERSION)/bin
 
 cluster-build: ## Build the test cluster's Kubernetes binaries (tools/kube) into /var/cache/doppel-kube, once per version
 	scripts/cluster.sh build
@@ -63,3 +66,10 @@ cluster-up: ## Start the real single-node test cluster (root; kubeconfig /run/do
 
 cluster-down: ## Stop the test cluster and remove everything it made (root)
 	scripts/cluster.sh down
+
+test-cluster: ## Cluster tests (root): start the test cluster, run test/cluster against it, stop it
+	@if [[ $$(id -u) -ne 0 ]]; then echo "test-cluster must run as root: sudo make test-cluster" >&2; exit 1; fi
+	scripts/cluster.sh build
+	scripts/cluster.sh up
+	DOPPEL_CLUSTER_KUBECONFIG=/run/doppel-cluster/admin.kubeconfig KUBECTL=$(KUBE_BIN)/kubectl scripts/gotest.sh cluster -count=1 ./test/cluster/; \
+	status=$$?; scripts/cluster.sh down; exit $$status

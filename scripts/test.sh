@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: dependencies, go vet, the gofmt check,
-# the unit tests, and the privileged tests (root). Every step runs even when one before it
+# the unit tests, the privileged tests (root), and the cluster tests against the real test
+# cluster (root; the first run builds its Kubernetes binaries, about 7 minutes). Every step runs even when one before it
 # failed; a summary closes the output and the exit status is non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 rm -rf .cache/test
-steps=(deps vet fmt-check test-unit test-privileged)
+steps=(deps vet fmt-check test-unit test-privileged test-cluster)
 results=()
 failures=0
 for step in "${steps[@]}"; do
@@ -26,7 +27,7 @@ for r in "${results[@]}"; do
   echo "  $r"
 done
 tp=0 tf=0 ts=0
-for name in unit privileged; do
+for name in unit privileged cluster; do
   if [[ -f .cache/test/$name.log ]]; then
     p=$(grep -cE '^\s*--- PASS' ".cache/test/$name.log")
     f=$(grep -cE '^\s*--- FAIL' ".cache/test/$name.log")

@@ -78,7 +78,7 @@ resolv.conf, hosts and hostname, and it gets the target's environment.`,
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newExecCmd(), newAgentCmd(), newDoctorCmd(), newConfigCmd(), newVersionCmd())
+	root.AddCommand(newExecCmd(), newLsCmd(), newAgentCmd(), newDoctorCmd(), newConfigCmd(), newVersionCmd())
 	return root
 }
 

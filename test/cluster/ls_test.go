@@ -1,0 +1,85 @@
+// Package cluster_test holds the cluster tier: end-to-end tests of the doppel binary against the
+// real single-node test cluster (make test-cluster). They skip unless DOPPEL_CLUSTER_KUBECONFIG
+// names the cluster's kubeconfig.
+package cluster_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"doppel.dev/doppel/internal/testenv"
+)
+
+// kubeconfig returns the test cluster's kubeconfig, or skips.
+func kubeconfig(t *testing.T) string {
+	t.Helper()
+	kc := os.Getenv("DOPPEL_CLUSTER_KUBECONFIG")
+	if kc == "" {
+		t.Skip("cluster test: run with DOPPEL_CLUSTER_KUBECONFIG set (make test-cluster)")
+	}
+	return kc
+}
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// kubectl runs the cluster's kubectl (next to the kubeconfig's binaries: KUBECTL, else PATH).
+func kubectl(t *testing.T, kc string, args ...string) string {
+	t.Helper()
+	bin := os.Getenv("KUBECTL")
+	if bin == "" {
+		bin = "kubectl"
+	}
+	out, err := exec.Command(bin, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// doppel ls lists a namespace's deployment, its service and its pod, in a table and as JSON.
+func TestLs(t *testing.T) {
+	kc := kubeconfig(t)
+	doppel := testenv.BuildDoppel(t)
+	ns := "doppel-ls-" + strings.ToLower(strings.ReplaceAll(time.Now().Format("150405.000"), ".", ""))
+	kubectl(t, kc, "create", "namespace", ns)
+	t.Cleanup(func() {
+		exec.Command(os.Getenv("KUBECTL"), "--kubeconfig", kc, "delete", "namespace", ns, "--wait=false").Run()
+	})
+	kubectl(t, kc, "-n", ns, "create", "deployment", "web", "--image=doppel.local/pause:1")
+	kubectl(t, kc, "-n", ns, "patch", "deployment", "web", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"pause","imagePullPolicy":"Never"}]}}}}`)
+	kubectl(t, kc, "-n", ns, "expose", "deployment", "web", "--port", "80")
+	kubectl(t, kc, "-n", ns, "rollout", "status", "deployment/web", "--timeout=60s")
+
+	out, err := exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("doppel ls: %v", err)
+	}
+	var ws []struct {
+		Target     string   `json:"target"`
+		Ready      string   `json:"ready"`
+		Containers []string `json:"containers"`
+	}
+	if err := json.Unmarshal(out, &ws); err != nil {
+		t.Fatalf("doppel ls -o json: %v\n%s", err, out)
+	}
+	seen := map[string]bool{}
+	for _, w := range ws {
+		seen[strings.SplitN(w.Target, "-", 2)[0]] = true
+		if w.Target == "deployment/web" && (w.Ready != "1/1" || len(w.Containers) != 1 || w.Containers[0] != "pause") {
+			t.Errorf("deployment/web: %+v", w)
+		}
+	}
+	for _, want := range []string{"deployment/web", "service/web", "pod/web"} {
+		if !seen[want] {
+			t.Errorf("doppel ls lacks %s: %s", want, out)
+		}
+	}
+	table, err := exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns).Output()
+	if err != nil || !strings.HasPrefix(string(table), "TARGET") || !strings.Contains(string(table), "deployment/web") {
+		t.Errorf("doppel ls table: %v\n%s", err, table)
+	}
+}
