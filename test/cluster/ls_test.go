@@ -82,4 +82,20 @@ func TestLs(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(table), "TARGET") || !strings.Contains(string(table), "deployment/web") {
 		t.Errorf("doppel ls table: %v\n%s", err, table)
 	}
+
+	// A target resolves to a running pod and its container; a wrong name says what is close.
+	for _, spec := range []string{"deployment/web", "service/web", "deploy/web/container/pause"} {
+		out, err := exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns, "-o", "json", spec).Output()
+		var r map[string]string
+		if err == nil {
+			err = json.Unmarshal(out, &r)
+		}
+		if err != nil || !strings.HasPrefix(r["pod"], "web-") || r["container"] != "pause" || r["podIP"] == "" || r["node"] == "" {
+			t.Errorf("doppel ls %s: %v %v\n%s", spec, err, r, out)
+		}
+	}
+	out, err = exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns, "deployment/wbe").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "deployment wbe not found in namespace "+ns+"; did you mean deployment/web?") {
+		t.Errorf("doppel ls deployment/wbe: %v\n%s", err, out)
+	}
 }
