@@ -464,6 +464,8 @@ func (e *Engine) dialOriginal(ctx context.Context, dst, client netip.AddrPort, r
 		return serr
 	}}
 	var c net.Conn
+	e.forwards.begin()
+	defer e.forwards.end()
 	err := e.opt.InNetns(func() error {
 		var err error
 		c, err = d.DialContext(ctx, "tcp", dst.String())

@@ -24,9 +24,42 @@ func peerSocket(rank int) string { return fmt.Sprintf("@doppel-peer-%02d", rank)
 
 // forwards maps the local address of each connection an agent passed on to the real client.
 type forwards struct {
-	mu sync.Mutex
-	m  map[netip.AddrPort]netip.AddrPort
+	mu      sync.Mutex
+	m       map[netip.AddrPort]netip.AddrPort
+	dialing int // connections being passed on whose local address is not known yet
 }
+
+// begin and end bracket a dial whose connection add will record: a lookup meanwhile waits for
+// it (the next agent may ask as soon as the handshake is done, before the dial returns here).
+func (f *forwards) begin() {
+	f.mu.Lock()
+	f.dialing++
+	f.mu.Unlock()
+}
+
+func (f *forwards) end() {
+	f.mu.Lock()
+	f.dialing--
+	f.mu.Unlock()
+}
+
+// lookupWait is lookup that waits up to lookupWait for a dial in flight to record its address.
+func (f *forwards) lookupWait(local netip.AddrPort) (netip.AddrPort, bool) {
+	deadline := time.Now().Add(lookupWait)
+	for {
+		f.mu.Lock()
+		r, ok := f.m[local]
+		dialing := f.dialing
+		f.mu.Unlock()
+		if ok || dialing == 0 || time.Now().After(deadline) {
+			return r, ok
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// lookupWait bounds how long a lookup waits for a dial in flight.
+const lookupWait = 20 * time.Millisecond
 
 func (f *forwards) add(local, remote netip.AddrPort) {
 	f.mu.Lock()
@@ -41,13 +74,6 @@ func (f *forwards) remove(local netip.AddrPort) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.m, local)
-}
-
-func (f *forwards) lookup(local netip.AddrPort) (netip.AddrPort, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r, ok := f.m[local]
-	return r, ok
 }
 
 // forwardConn is a connection the agent passed on; it is forgotten when closed.
@@ -94,7 +120,7 @@ func (e *Engine) servePeers(ln net.Listener) {
 					if err != nil {
 						return
 					}
-					if r, ok := e.forwards.lookup(a); ok {
+					if r, ok := e.forwards.lookupWait(a); ok {
 						uc.Write(wire.AppendAddr([]byte{1}, r))
 					} else {
 						uc.Write([]byte{0})
