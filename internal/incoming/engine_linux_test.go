@@ -380,25 +380,35 @@ func TestStealConflict(t *testing.T) {
 	}
 }
 
-// A mirror session and a steal session on one port: the steal session's program answers, the
-// mirror session gets a copy.
-func TestMirrorAndStealChain(t *testing.T) {
-	p := newNetPair(t)
-	steal, mirror := p.engine(t), p.engine(t)
-	stolen := make(chan delivered, 1)
+// mirrorThenSteal subscribes a steal session and a mirror session to port 80 of p: the stolen
+// connection's program answers lines with "program: LINE" and its Incoming goes to stolen;
+// the mirror's copies come to copies.
+func mirrorThenSteal(t *testing.T, p *netPair) (mirror *Engine, stolen <-chan wire.Incoming, copies <-chan copied) {
+	t.Helper()
+	steal := p.engine(t)
+	mirror = p.engine(t)
+	conns := make(chan delivered, 1)
 	feed, copies := feedTo(t)
-	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
+	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(conns), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, nil, feed); err != nil {
 		t.Fatal(err)
 	}
-	stolenIn := make(chan wire.Incoming, 1)
+	in := make(chan wire.Incoming, 1)
 	go func() {
-		d := <-stolen
-		stolenIn <- d.in
+		d := <-conns
+		in <- d.in
 		answerLines(d.conn, "program")
 	}()
+	return mirror, in, copies
+}
+
+// A mirror session and a steal session on one port: the steal session's program answers, the
+// mirror session gets a copy.
+func TestMirrorAndStealChain(t *testing.T) {
+	p := newNetPair(t)
+	_, stolenIn, copies := mirrorThenSteal(t, p)
 	c := p.dial(t, srvIP+":80")
 	if got := exchange(t, c, "a"); got[0] != "program: a" {
 		t.Errorf("answer %q, want the stealing program's", got)
@@ -529,19 +539,7 @@ func TestCapture(t *testing.T) {
 // a connection the later steal session serves keeps working after the mirror session ended.
 func TestEndingSessionHandsOverConnections(t *testing.T) {
 	p := newNetPair(t)
-	mirror, steal := p.engine(t), p.engine(t)
-	stolen := make(chan delivered, 1)
-	feed, copies := feedTo(t)
-	if _, err := steal.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeSteal}, deliverTo(stolen), nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mirror.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeMirror}, nil, feed); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		d := <-stolen
-		answerLines(d.conn, "program")
-	}()
+	mirror, _, copies := mirrorThenSteal(t, p)
 	c := p.dial(t, srvIP+":80")
 	if got := exchange(t, c, "before"); got[0] != "program: before" {
 		t.Fatalf("answer %q", got)

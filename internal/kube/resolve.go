@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -93,7 +94,7 @@ func Resolve(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface
 		u, e := dyn.Resource(rollouts).Namespace(ns).Get(ctx, t.Name, get)
 		err = e
 		if e == nil {
-			m, _, _ := unstructuredStringMap(u.Object, "spec", "selector", "matchLabels")
+			m, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector", "matchLabels")
 			selector = labels.SelectorFromSet(m)
 		}
 	default:
@@ -238,27 +239,4 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
-}
-
-// unstructuredStringMap reads a map of strings at path in an unstructured object.
-func unstructuredStringMap(obj map[string]any, path ...string) (map[string]string, bool, error) {
-	var cur any = obj
-	for _, p := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[p]
-	}
-	m, ok := cur.(map[string]any)
-	if !ok {
-		return nil, false, nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		if s, ok := v.(string); ok {
-			out[k] = s
-		}
-	}
-	return out, true, nil
 }

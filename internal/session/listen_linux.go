@@ -36,19 +36,14 @@ type IncomingOptions struct {
 // saw it (accept's address, getpeername) and the target's address it was reached on
 // (getsockname of an accepted socket).
 type listenState struct {
-	bound     map[uint64]boundSocket             // by inode: sockets whose bind doppel made
-	listeners map[uint64]*listener               // by inode: subscribed listening sockets
-	sockNames map[uint64][]byte                  // by inode: what getsockname answers
-	pending   map[netip.AddrPort]wire.Incoming   // by the source of doppel's local connection
-	subs      map[uint16]*incomingSub            // by target port
-	accepted  map[netip.AddrPort]acceptedSockets // by the source of doppel's local connection
-	dialing   map[uint16]int                     // by the program's port: deliveries connecting
-	dialSlots chan struct{}                      // bounds the deliveries connecting at once
-}
-
-type boundSocket struct {
-	raw  []byte // the sockaddr the program asked for
-	port uint16
+	bound     map[uint64]uint16                // by inode: the port asked for, of sockets whose bind doppel made
+	listeners map[uint64]*listener             // by inode: subscribed listening sockets
+	sockNames map[uint64][]byte                // by inode: what getsockname answers
+	pending   map[netip.AddrPort]wire.Incoming // by the source of doppel's local connection
+	subs      map[uint16]*incomingSub          // by target port
+	accepted  map[netip.AddrPort]uint64        // by the source of doppel's local connection: the program's socket inode
+	dialing   map[uint16]int                   // by the program's port: deliveries connecting
+	dialSlots chan struct{}                    // bounds the deliveries connecting at once
 }
 
 type listener struct {
@@ -62,16 +57,14 @@ type incomingSub struct {
 	closer io.Closer        // the subscription stream
 }
 
-type acceptedSockets struct{ ino uint64 }
-
 func newListenState() listenState {
 	return listenState{
-		bound:     make(map[uint64]boundSocket),
+		bound:     make(map[uint64]uint16),
 		listeners: make(map[uint64]*listener),
 		sockNames: make(map[uint64][]byte),
 		pending:   make(map[netip.AddrPort]wire.Incoming),
 		subs:      make(map[uint16]*incomingSub),
-		accepted:  make(map[netip.AddrPort]acceptedSockets),
+		accepted:  make(map[netip.AddrPort]uint64),
 		dialing:   make(map[uint16]int),
 		dialSlots: make(chan struct{}, 64),
 	}
@@ -149,7 +142,7 @@ func (r *Redirector) onBind(q *intercept.Request) {
 		return
 	}
 	r.mu.Lock()
-	r.listen.bound[ino] = boundSocket{raw: raw, port: addr.Port()}
+	r.listen.bound[ino] = addr.Port()
 	r.listen.sockNames[ino] = raw
 	r.mu.Unlock()
 	if sa, err := unix.Getsockname(sfd); err == nil {
@@ -176,7 +169,7 @@ func (r *Redirector) onListen(q *intercept.Request) {
 	}
 	local, _ := fromUnix(sa)
 	r.mu.Lock()
-	b, wasBound := r.listen.bound[ino]
+	asked, wasBound := r.listen.bound[ino]
 	_, already := r.listen.listeners[ino]
 	r.mu.Unlock()
 	// Only a port the program chose (its bind, which doppel made) is subscribed: a socket that
@@ -185,7 +178,7 @@ func (r *Redirector) onListen(q *intercept.Request) {
 		q.Continue()
 		return
 	}
-	target, ok := r.opt.Incoming.TargetPort(b.port)
+	target, ok := r.opt.Incoming.TargetPort(asked)
 	if !ok {
 		q.Continue()
 		return
@@ -237,9 +230,13 @@ func (r *Redirector) subscribe(target uint16, local netip.AddrPort) {
 	r.log.Info("receiving the target's incoming traffic", "target port", target, "mode", in.Mode, "local", local)
 }
 
-// deliver connects one incoming connection to the program's listener.
+// deliver connects one stolen connection to the program's listener (mirrored and captured
+// copies come in their subscription's feed instead, see readFeed).
 func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 	defer st.Close()
+	if in.Mode != wire.ModeSteal {
+		return // the agent opens streams for stolen connections only
+	}
 	c, done, err := r.connectProgram(in)
 	if err != nil {
 		return
@@ -247,13 +244,7 @@ func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 	defer done()
 	stop := context.AfterFunc(r.ctx, func() { c.Close(); st.Close() })
 	defer stop()
-	if in.Mode == wire.ModeSteal {
-		wire.Splice(c, st)
-		return
-	}
-	// Mirror: the program gets what the real client sent; its answers go nowhere.
-	io.Copy(c, st)
-	r.endMirrored(c)
+	wire.Splice(c, st)
 }
 
 // endMirrored ends a mirrored connection to the program the way the real client did (the
@@ -336,13 +327,13 @@ func (r *Redirector) connectProgram(in wire.Incoming) (c *net.TCPConn, done func
 func (r *Redirector) forgetAccepted(src netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	a, ok := r.listen.accepted[src]
+	ino, ok := r.listen.accepted[src]
 	if !ok {
 		return
 	}
 	delete(r.listen.accepted, src)
-	delete(r.listen.sockNames, a.ino)
-	delete(r.peers, a.ino)
+	delete(r.listen.sockNames, ino)
+	delete(r.peers, ino)
 }
 
 // onAccept takes a connection from a subscribed listener itself, to answer the real client's
@@ -453,7 +444,7 @@ func (r *Redirector) acceptOne(q *intercept.Request, sfd int, l *listener, flags
 		peerRaw = encodeSockaddr(l.family, in.Remote)
 		r.peers[ino] = peer{raw: peerRaw}
 		r.listen.sockNames[ino] = encodeSockaddr(l.family, in.Local)
-		r.listen.accepted[peerAddr] = acceptedSockets{ino: ino}
+		r.listen.accepted[peerAddr] = ino
 	}
 	r.mu.Unlock()
 	if err := writeSockaddr(q, q.Arg(1), q.Arg(2), peerRaw); err != nil {

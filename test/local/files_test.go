@@ -57,9 +57,9 @@ func TestFilesRead(t *testing.T) {
 		"read:"+testenv.PodEscapeAbsPath,
 		"read:"+testenv.PodEscapeRelPath,
 		"read:/etc/shop/missing.yaml",
-		"access:"+testenv.PodAppConfigPath+":r",
-		"mmap:"+testenv.PodAppConfigPath+":16",
+		"access:"+testenv.PodSATokenPath+":r",
 		"access:"+testenv.PodAppConfigPath+":w",
+		"mmap:"+testenv.PodAppConfigPath+":16",
 		"read:"+hostTmp.Name(),
 		"exe:x",
 	)
@@ -72,7 +72,9 @@ func TestFilesRead(t *testing.T) {
 		"read " + testenv.PodEscapeAbsPath:             strconv.Quote(testenv.PodHostname + "\n"),
 		"read " + testenv.PodEscapeRelPath:             strconv.Quote(testenv.PodHostname + "\n"),
 		"read /etc/shop/missing.yaml":                  "error: no such file or directory",
-		"access " + testenv.PodAppConfigPath:           "ok", // the r check; the w one is below
+		"access " + testenv.PodSATokenPath:             "ok",
+		"access " + testenv.PodAppConfigPath:           "error: read-only file system", // read mode
+		"mmap " + testenv.PodAppConfigPath:             strconv.Quote(testenv.PodAppConfig[:16]),
 		"read " + hostTmp.Name():                       strconv.Quote("local file"),
 		"exe x":                                        strconv.Quote("\x7fELF"),
 	}
@@ -81,9 +83,6 @@ func TestFilesRead(t *testing.T) {
 		names = append(names, n)
 	}
 	for k, v := range want {
-		if k == "access "+testenv.PodAppConfigPath {
-			continue
-		}
 		if got[k] != v {
 			t.Errorf("%s: got %s, want %s", k, got[k], v)
 		}
@@ -201,6 +200,7 @@ func TestFilesWriteMode(t *testing.T) {
 		"mkdir " + dir + "/sub":            "ok",
 		"ls " + dir + "/sub":               "moved.txt",
 		"rmdir " + dir + "/sub":            "ok",
+		"truncate " + dir + "/keep.txt":    "ok",
 		"mv " + dir + "/keep.txt":          "error: invalid cross-device link",
 		"read " + testenv.PodAppConfigPath: strconv.Quote(testenv.PodAppConfig),
 	} {
