@@ -15,8 +15,9 @@ PRIVILEGED_TIMEOUT ?= 20m
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build bin/doppel: static (CGO_ENABLED=0), -trimpath, version from git describe or "dev"
+build: ## Build bin/doppel (static, -trimpath, version from git describe or "dev") and bin/kubectl-doppel, its kubectl plugin name
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/doppel ./cmd/doppel
+	ln -sf doppel bin/kubectl-doppel
 
 deps: ## Install the Debian packages and Go modules the build and tests need (root; scripts/deps.sh)
 	scripts/deps.sh
@@ -58,10 +59,10 @@ clean: ## Remove bin/ and the test logs in .cache/test
 KUBE_VERSION := $(shell awk '$$1 == "require" && $$2 == "k8s.io/kubernetes" {print $$3}' tools/kube/go.mod)
 KUBE_BIN := /var/cache/doppel-kube/$(KUBE_VERSION)/bin
 
-cluster-build: ## Build the test cluster's Kubernetes binaries (tools/kube) into /var/cache/doppel-kube, once per version
+cluster-build: ## Build the test cluster's Kubernetes binaries and CoreDNS (tools/kube) into /var/cache/doppel-kube, once per version
 	scripts/cluster.sh build
 
-cluster-up: ## Start the real single-node test cluster (root; kubeconfig /run/doppel-cluster/admin.kubeconfig)
+cluster-up: ## Start the real single-node test cluster with kube-proxy, CoreDNS and the test images (root; kubeconfig /run/doppel-cluster/admin.kubeconfig)
 	scripts/cluster.sh up
 
 cluster-down: ## Stop the test cluster and remove everything it made (root)
@@ -71,5 +72,7 @@ test-cluster: ## Cluster tests (root): start the test cluster, run test/cluster 
 	@if [[ $$(id -u) -ne 0 ]]; then echo "test-cluster must run as root: sudo make test-cluster" >&2; exit 1; fi
 	scripts/cluster.sh build
 	scripts/cluster.sh up
-	DOPPEL_CLUSTER_KUBECONFIG=/run/doppel-cluster/admin.kubeconfig KUBECTL=$(KUBE_BIN)/kubectl scripts/gotest.sh cluster -count=1 ./test/cluster/; \
+	DOPPEL_PRIVILEGED_TESTS=1 DOPPEL_CLUSTER_KUBECONFIG=/run/doppel-cluster/admin.kubeconfig KUBECTL=$(KUBE_BIN)/kubectl \
+		DOPPEL_CLUSTER_CONTAINERD=/run/doppel-cluster/containerd/containerd.sock \
+		scripts/gotest.sh cluster -count=1 -timeout 20m ./test/cluster/; \
 	status=$$?; scripts/cluster.sh down; exit $$status

@@ -92,6 +92,7 @@ sweep() { # sweep DIR: undo what the run recorded in DIR
       rm -rf "/etc/netns/$ns"
     done <"$dir/namespaces"
   fi
+  if [[ -f $dir/cluster ]]; then scripts/cluster.sh down || true; fi
   if [[ -f $dir/work ]]; then
     local w
     w=$(cat "$dir/work")
@@ -701,6 +702,24 @@ s_direct=$(sc "$sc_direct" fcntl) s_doppel=$(sc "$sc_doppel" fcntl)
 us() { awk -v a="$1" 'BEGIN {printf "%.2f µs", a / 1000}'; }
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.2f µs", (a - b) / 1000}'; }
 
+# ---------------------------------------------------------------------------------------------
+# Kubernetes: the test cluster (scripts/cluster.sh), started for these rows and stopped after
+# them; test/cluster's TestBenchKube measures and writes its section.
+say "Kubernetes: start-up phases and port-forward throughput on the test cluster"
+scripts/cluster.sh build
+touch "$state/cluster" # cleanup stops the cluster from here on
+scripts/cluster.sh up
+cluster_md=$work/cluster.md
+if ! DOPPEL_PRIVILEGED_TESTS=1 DOPPEL_CLUSTER_KUBECONFIG=/run/doppel-cluster/admin.kubeconfig \
+  KUBECTL="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print "/var/cache/doppel-kube/" $3 "/bin/kubectl"}' tools/kube/go.mod)" \
+  DOPPEL_CLUSTER_CONTAINERD=/run/doppel-cluster/containerd/containerd.sock DOPPEL_CLUSTER_BENCH_OUT="$cluster_md" \
+  BENCH_ROUNDS="$rounds" go test -count=1 -timeout 20m -run '^TestBenchKube$' -v ./test/cluster/ >"$work/cluster-bench.log" 2>&1; then
+  tail -40 "$work/cluster-bench.log" >&2
+  die "the Kubernetes benchmark failed (its log above)"
+fi
+scripts/cluster.sh down
+rm -f "$state/cluster"
+
 lingered=none
 if [[ -s $work/lingered ]]; then
   lingered="$(wc -l <"$work/lingered") of them: $(sort "$work/lingered" | uniq -c | awk '{n = $1; $1 = ""; printf "%s`%s` (%d×)", sep, substr($0, 2), n; sep = ", "}')"
@@ -717,7 +736,8 @@ network namespace. Absolute figures on a small shared machine are noise; ratios 
 side by side in one run are not (each load row runs the columns interleaved, round by round, and
 the ratio cell gives the ratio of the means, then the ratio of each round in parentheses).
 
-Reproduce with \`sudo make bench\` (scripts/bench.sh; about 3 minutes). It builds \`bin/doppel\`
+Reproduce with \`sudo make bench\` (scripts/bench.sh; about 5 minutes, and the test cluster's
+first build). It builds \`bin/doppel\`
 (\`make build\`) and its own throw-away topology of network namespaces, like the privileged tests:
 
 - **cluster**: the servers, iperf3 (10.96.0.5:5201) and nginx (10.96.0.80:80, a 17-byte
@@ -801,6 +821,14 @@ kernel's own; opens and stats are trapped and go through the agent).
 | open + read + close of a 27-byte file, per operation | $(fs_cell open_read_close direct 1 µs) | $(fs_cell open_read_close doppel 1 µs) | **$(fs_ratio open_read_close)** (time, lower is better) |
 | stat of that file, per call | $(fs_cell stat direct 2 µs) | $(fs_cell stat doppel 2 µs) | **$(fs_ratio stat)** (time) |
 | streaming read of a 256 MiB file, 1 MiB reads | $(fs_cell stream direct 0 MB/s) | $(fs_cell stream doppel 0 MB/s) | **$(fs_ratio stream)** (throughput) |
+
+## Kubernetes (the test cluster)
+
+On the real single-node test cluster (scripts/cluster.sh: kube-apiserver, kubelet, containerd,
+kube-proxy, CoreDNS on this machine), with the program in a laptop namespace that reaches only
+the API server, as a developer bound to docs/rbac.yaml's Role (test/cluster, TestBenchKube).
+
+$(cat "$cluster_md")
 
 ## Interception and start-up
 

@@ -28,9 +28,12 @@ import (
 
 // Options configure an agent.
 type Options struct {
-	PID      int          // the target process
-	Listener net.Listener // where clients connect; the caller decides the address (loopback by default)
-	Secret   [wire.SecretSize]byte
+	PID int // the target process
+	// ContainerID, when set, is the runtime id of the container whose first process PID is:
+	// the environment then comes from the container's bundle (bundleEnv).
+	ContainerID string
+	Listener    net.Listener // where clients connect; the caller decides the address (loopback by default)
+	Secret      [wire.SecretSize]byte
 	// Grace is how long the agent waits for a client, at start and after one is lost, before
 	// it exits.
 	Grace time.Duration
@@ -215,6 +218,8 @@ func (a *agent) handle(ctx context.Context, s *yamux.Session, st net.Conn) {
 		a.udpFlow(ctx, st)
 	case wire.KindReadFile:
 		a.readFile(st, req.Path)
+	case wire.KindLookup:
+		a.lookup(st, req.Path)
 	case wire.KindInfo:
 		a.info(st)
 	case wire.KindSubscribe:

@@ -247,20 +247,35 @@ func (a *agent) info(st net.Conn) {
 
 func (a *agent) readInfo() (wire.Info, error) {
 	info := wire.Info{PID: a.target.pid}
-	env, err := os.ReadFile("/proc/" + strconv.Itoa(a.target.pid) + "/environ")
-	if err != nil {
-		return info, fmt.Errorf("read environment of target pid %d: %w", a.target.pid, err)
+	if a.opt.ContainerID != "" {
+		env, err := bundleEnv("/proc", a.target.pid, a.opt.ContainerID)
+		if err == nil {
+			info.Env = env
+		} else {
+			a.log.Info("the container's bundle gives no environment; reading the process's", "err", err)
+		}
 	}
-	for _, kv := range strings.Split(string(env), "\x00") {
-		if kv != "" {
-			info.Env = append(info.Env, kv)
+	if info.Env == nil {
+		env, err := os.ReadFile("/proc/" + strconv.Itoa(a.target.pid) + "/environ")
+		if err != nil {
+			return info, fmt.Errorf("read environment of target pid %d: %w", a.target.pid, err)
+		}
+		info.Env = []string{}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if strings.Contains(kv, "=") {
+				info.Env = append(info.Env, kv)
+			} else if kv != "" {
+				// Not a variable: the process wrote over its environment (a process
+				// title, as nginx does).
+				info.EnvNote = fmt.Sprintf("the environment of target pid %d is incomplete: the process wrote over it (%q)", a.target.pid, truncateNote(kv))
+			}
 		}
 	}
 	if mi, err := os.ReadFile("/proc/" + strconv.Itoa(a.target.pid) + "/mountinfo"); err == nil {
 		own, _ := os.ReadFile("/proc/self/mountinfo")
 		info.Mounts = ownMounts(mi, own)
 	}
-	err = a.target.utsns.Do(func() error {
+	err := a.target.utsns.Do(func() error {
 		var u unix.Utsname
 		if err := unix.Uname(&u); err != nil {
 			return err
@@ -269,6 +284,13 @@ func (a *agent) readInfo() (wire.Info, error) {
 		return nil
 	})
 	return info, err
+}
+
+func truncateNote(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 // errnoOf digs the errno out of a dial or file error.
@@ -286,7 +308,11 @@ func errnoOf(err error) syscall.Errno {
 
 // newIncoming returns the incoming engine for the target's network namespace.
 func (t *target) newIncoming(log *slog.Logger) *incoming.Engine {
-	return incoming.New(incoming.Options{NetnsFD: t.netns.target, InNetns: t.netns.Do, Logger: log})
+	fd := t.netns.target
+	if t.netns.same {
+		fd = -1 // the agent's own: entering it would take CAP_SYS_ADMIN for nothing
+	}
+	return incoming.New(incoming.Options{NetnsFD: fd, InNetns: t.netns.Do, Logger: log})
 }
 
 // mountPoints reads the mount points (the fifth field, with its octal escapes undone) of a

@@ -26,6 +26,7 @@ func (t *target) waitExit(ctx context.Context) error               { <-ctx.Done(
 func (a *agent) dialTCP(context.Context, net.Conn, netip.AddrPort) {}
 func (a *agent) udpFlow(context.Context, net.Conn)                 {}
 func (a *agent) readFile(net.Conn, string)                         {}
+func (a *agent) lookup(net.Conn, string)                           {}
 func (a *agent) info(net.Conn)                                     {}
 func errnoOf(error) uint16                                         { return 5 }
 

@@ -21,6 +21,7 @@ import (
 
 type agentOptions struct {
 	pid              int
+	containerID      string
 	listen           string
 	listenFD         int
 	socketsFD        int
@@ -44,6 +45,7 @@ func newAgentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.pid, "pid", 0, "target process id")
+	f.StringVar(&o.containerID, "container-id", "", "target container's runtime id: the target is its first process (needs the node's process list, hostPID)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to listen on (loopback unless --allow-non-loopback)")
 	f.IntVar(&o.listenFD, "listen-fd", -1, "inherited listening socket to serve instead of --listen")
 	f.IntVar(&o.socketsFD, "sockets-fd", -1, "inherited unix SOCK_SEQPACKET socket on which to hand out sockets of the target's network to a client on this machine")
@@ -58,8 +60,17 @@ func (o *agentOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.containerID != "" {
+		if o.pid != 0 {
+			return fmt.Errorf("agent: --pid and --container-id exclude each other")
+		}
+		if o.pid, err = agent.FindContainer("/proc", o.containerID); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		log.Info("found the target container", "id", o.containerID, "pid", o.pid)
+	}
 	if o.pid <= 0 {
-		return fmt.Errorf("agent: --pid is required")
+		return fmt.Errorf("agent: --pid or --container-id is required")
 	}
 	secret, err := readSecret()
 	if err != nil {
@@ -94,7 +105,7 @@ func (o *agentOptions) run(ctx context.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return agent.Run(ctx, agent.Options{PID: o.pid, Listener: ln, Secret: secret, Grace: o.grace, Sockets: sockets, Logger: log.With("role", "agent")})
+	return agent.Run(ctx, agent.Options{PID: o.pid, ContainerID: o.containerID, Listener: ln, Secret: secret, Grace: o.grace, Sockets: sockets, Logger: log.With("role", "agent")})
 }
 
 func readSecret() ([wire.SecretSize]byte, error) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"doppel.dev/doppel/internal/config"
 )
@@ -9,6 +10,7 @@ import (
 type execOptions struct {
 	configFile string
 	flags      *config.Flags
+	kube       *genericclioptions.ConfigFlags
 }
 
 func newExecCmd() *cobra.Command {
@@ -41,6 +43,8 @@ runs as the user who called sudo.`,
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVarP(&o.configFile, "config", "f", "", "configuration file (YAML or JSON; default .doppel/config.yaml when present)")
 	o.flags = config.BindFlags(cmd.Flags())
+	o.kube = genericclioptions.NewConfigFlags(true)
+	o.kube.AddFlags(cmd.Flags())
 	return cmd
 }
 

@@ -41,8 +41,8 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	if !tgt.Local() {
-		return fail(fmt.Errorf("target %s: Kubernetes targets and --target none are not supported by this build yet; use pid:PID for a local process", tgt))
+	if tgt.None {
+		return fail(fmt.Errorf("--target none is not supported by this build yet; name a pod or workload, or pid:PID for a local process"))
 	}
 	if err := tgt.Check(); err != nil {
 		return fail(err)
@@ -50,7 +50,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err := intercept.Check(); err != nil {
 		return fail(err)
 	}
-	if os.Geteuid() != 0 {
+	if tgt.Local() && os.Geteuid() != 0 {
 		return fail(fmt.Errorf("doppel exec needs root to start the agent for the local target %s: run it with sudo (the program still runs as you)", tgt))
 	}
 
@@ -76,7 +76,12 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		return &exitError{code: exitFailure, err: err}
 	}
 
-	ag, err := startAgent(tgt, cfg)
+	var ag sessionAgent
+	if tgt.Local() {
+		ag, err = startAgent(tgt, cfg)
+	} else {
+		ag, err = startKubeAgent(ctx, tgt, cfg, o.kube, log)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -90,6 +95,9 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	info, err := client.Info(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("ask the agent about %s: %w", tgt, err))
+	}
+	if info.EnvNote != "" && cfg.Env.IsEnabled() {
+		log.Warn(info.EnvNote)
 	}
 	files := map[string][]byte{}
 	if cfg.DNS.IsEnabled() {
@@ -107,10 +115,11 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	remote, err := remoteFiles(cfg, info, run, ag)
+	remote, stopFiles, err := remoteFiles(cfg, info, run, ag, client)
 	if err != nil {
 		return fail(err)
 	}
+	defer stopFiles()
 	red, err := session.NewRedirector(session.Options{
 		Client:      client,
 		Outgoing:    cfg.Outgoing.IsEnabled(),
@@ -118,7 +127,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		DNS:         cfg.DNS.IsEnabled(),
 		Incoming:    incomingOptions(cfg, run),
 		RemoteFiles: remote,
-		Sockets:     ag.sockets,
+		Sockets:     ag.passedSockets(),
 		Files:       files,
 		Hostname:    info.Hostname,
 		Logger:      log,
@@ -145,6 +154,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		return startError(args[0], err)
 	}
 	log.Debug("program started", "pid", sup.Pid(), "target", tgt)
+	ag.started()
 
 	close(starting)
 	if ctx.Err() != nil {
@@ -160,9 +170,9 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 			case sig := <-sigs:
 				sup.Signal(sig)
 			case <-client.Done():
-				lost = errors.New("lost the connection to the agent")
-			case <-ag.done:
-				lost = fmt.Errorf("the agent stopped (%v)", ag.err)
+				lost = ag.lost()
+			case <-ag.done():
+				lost = fmt.Errorf("the agent stopped (%v)", ag.why())
 			case <-exited:
 				return
 			}
@@ -342,19 +352,45 @@ func targetFiles(ctx context.Context, c *session.Client, info wire.Info) (map[st
 	return files, nil
 }
 
+// sessionAgent is the agent of a session: a process on this machine for a local target, a
+// pod in the cluster for a Kubernetes target.
+type sessionAgent interface {
+	// connect opens the session.
+	connect(ctx context.Context) (*session.Client, error)
+	// stop ends the agent; its rules go with it.
+	stop()
+	// done is closed when the agent stopped by itself; why then says why.
+	done() <-chan struct{}
+	why() error
+	// lost explains a session connection that ended while the program ran.
+	lost() error
+	// started is told that the program started.
+	started()
+	// channel is the socket-passing channel of an agent on this machine: sockets of the
+	// target's network and descriptors of the target's files. nil for an agent elsewhere.
+	channel() *session.Sockets
+	// passedSockets is channel when TCP sockets are put in place (nil with
+	// --no-socket-passing and for an agent elsewhere).
+	passedSockets() *session.Sockets
+}
+
 // localAgent is the agent process of a local target.
 type localAgent struct {
 	cmd    *exec.Cmd
 	addr   string
 	secret [wire.SecretSize]byte
-	done   chan struct{} // closed when the process has exited; err is then set
+	exited chan struct{} // closed when the process has exited; err is then set
 	err    error
-	// channel is the socket-passing channel to the agent: sockets of the target's network, and
-	// the target's files.
-	channel *session.Sockets
-	// sockets is channel when TCP sockets are put in place (nil with --no-socket-passing).
-	sockets *session.Sockets
+	ch     *session.Sockets
+	socks  *session.Sockets
 }
+
+func (a *localAgent) done() <-chan struct{}           { return a.exited }
+func (a *localAgent) why() error                      { return a.err }
+func (a *localAgent) lost() error                     { return errors.New("lost the connection to the agent") }
+func (a *localAgent) started()                        {}
+func (a *localAgent) channel() *session.Sockets       { return a.ch }
+func (a *localAgent) passedSockets() *session.Sockets { return a.socks }
 
 // startAgent starts `doppel agent` for the target as a child process, listening on an inherited
 // loopback socket.
@@ -406,14 +442,14 @@ func startAgent(tgt target.Target, cfg *config.Config) (*localAgent, error) {
 		sockets.Close()
 		return nil, fmt.Errorf("start the agent: %w", err)
 	}
-	a := &localAgent{cmd: cmd, addr: addr, secret: secret, done: make(chan struct{})}
-	a.channel = session.NewSockets(sockets)
+	a := &localAgent{cmd: cmd, addr: addr, secret: secret, exited: make(chan struct{})}
+	a.ch = session.NewSockets(sockets)
 	if cfg.Outgoing.IsEnabled() && cfg.Outgoing.PassesSockets() {
-		a.sockets = a.channel
+		a.socks = a.ch
 	}
 	go func() {
 		a.err = cmd.Wait()
-		close(a.done)
+		close(a.exited)
 	}()
 	return a, nil
 }
@@ -424,7 +460,7 @@ func (a *localAgent) connect(ctx context.Context) (*session.Client, error) {
 	c, err := session.Connect(ctx, a.addr, a.secret)
 	if err != nil {
 		select {
-		case <-a.done:
+		case <-a.exited:
 			return nil, fmt.Errorf("the agent exited before the session started (%v)", a.err)
 		default:
 		}
@@ -435,17 +471,17 @@ func (a *localAgent) connect(ctx context.Context) (*session.Client, error) {
 
 // stop ends the agent (SIGTERM, then SIGKILL after a few seconds) and waits until it is gone.
 func (a *localAgent) stop() {
-	a.channel.Close()
+	a.ch.Close()
 	select {
-	case <-a.done:
+	case <-a.exited:
 		return
 	default:
 	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-a.done:
+	case <-a.exited:
 	case <-time.After(3 * time.Second):
 		a.cmd.Process.Kill()
-		<-a.done
+		<-a.exited
 	}
 }

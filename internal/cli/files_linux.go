@@ -84,10 +84,12 @@ func (f fileRules) Classify(p string) (session.FileClass, string) {
 	return c, origin
 }
 
-// remoteFiles is the session's remote-files option, nil in files mode local.
-func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *localAgent) (*session.FilesOptions, error) {
+// remoteFiles is the session's remote-files option, nil in files mode local. For an agent
+// that is not on this machine, the files come through a staged copy, which stop removes.
+func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag sessionAgent, client *session.Client) (opt *session.FilesOptions, stop func(), err error) {
+	stop = func() {}
 	if !cfg.Files.IsEnabled() {
-		return nil, nil
+		return nil, stop, nil
 	}
 	home := ""
 	for _, kv := range run.env {
@@ -97,15 +99,30 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 	}
 	rules, err := cfg.Files.PathRules(defaultFileRules(info, run.path, home))
 	if err != nil {
-		return nil, err
+		return nil, stop, err
 	}
-	opt := &session.FilesOptions{Rules: fileRules{rules}, Open: ag.channel.OpenFile, OpensBlock: true, UID: os.Geteuid(),
-		Catchall: config.OriginNoMatch}
-	// A local target's root is on this machine: doppel (root) opens inside it itself, which
-	// saves the round trip to the agent on every open and stat. filesViaAgentEnv keeps the
-	// agent's way, for its tests.
-	if root, err := openTargetRoot(info.PID); err == nil && os.Getenv(filesViaAgentEnv) == "" {
-		opt.Open, opt.OpensBlock = root.open, false
+	opt = &session.FilesOptions{Rules: fileRules{rules}, OpensBlock: true, UID: os.Geteuid(), Catchall: config.OriginNoMatch}
+	switch ch := ag.channel(); {
+	case ch == nil:
+		// The target is elsewhere (a pod): its files come through a read-only staged copy.
+		if cfg.Files.Mode == config.FilesModeWrite {
+			return nil, stop, fmt.Errorf("--fs-mode write works for local targets only: the files of a pod are read through a copy on this machine")
+		}
+		root, err := session.NewRemoteRoot(client, "")
+		if err != nil {
+			return nil, stop, err
+		}
+		opt.Open, stop = root.Open, func() { root.Close() }
+	case os.Getenv(filesViaAgentEnv) != "":
+		opt.Open = ch.OpenFile
+	default:
+		opt.Open = ch.OpenFile
+		// A local target's root is on this machine: doppel (root) opens inside it itself,
+		// which saves the round trip to the agent on every open and stat. filesViaAgentEnv
+		// keeps the agent's way, for its tests.
+		if root, err := openTargetRoot(info.PID); err == nil {
+			opt.Open, opt.OpensBlock = root.open, false
+		}
 	}
 	if run.cred != nil {
 		opt.UID = int(run.cred.Uid)
@@ -119,7 +136,7 @@ func remoteFiles(cfg *config.Config, info wire.Info, run *programSpec, ag *local
 			opt.GIDs = append(opt.GIDs, gs...)
 		}
 	}
-	return opt, nil
+	return opt, stop, nil
 }
 
 // filesViaAgentEnv, set to anything, makes the agent open the target's files even for a local

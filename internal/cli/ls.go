@@ -8,9 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"doppel.dev/doppel/internal/kube"
 	"doppel.dev/doppel/internal/target"
@@ -44,20 +41,13 @@ func (o *lsOptions) run(cmd *cobra.Command, args []string) error {
 	if o.output != "table" && o.output != "json" {
 		return &exitError{code: 1, err: fmt.Errorf("--output %q: want table or json", o.output)}
 	}
-	cfg, err := o.kube.ToRESTConfig()
-	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)}
-	}
-	ns, _, err := o.kube.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("namespace: %w", err)}
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	k, err := newKubeClients(o.kube, nil)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	cs, ns := k.cs, k.ns
 	if len(args) == 1 {
-		return o.resolve(cmd, cfg, cs, ns, args[0])
+		return o.resolve(cmd, k, args[0])
 	}
 	ws, err := kube.List(cmd.Context(), cs, ns)
 	if err != nil {
@@ -81,16 +71,13 @@ func (o *lsOptions) run(cmd *cobra.Command, args []string) error {
 }
 
 // resolve shows the pod and container that spec names.
-func (o *lsOptions) resolve(cmd *cobra.Command, cfg *rest.Config, cs kubernetes.Interface, ns, spec string) error {
+func (o *lsOptions) resolve(cmd *cobra.Command, k *kubeClients, spec string) error {
 	t, err := target.Parse(spec)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	r, err := kube.Resolve(cmd.Context(), cs, dyn, ns, t)
+	ns := k.ns
+	r, err := kube.Resolve(cmd.Context(), k.cs, k.dyn, ns, t)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

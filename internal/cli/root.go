@@ -51,6 +51,10 @@ func Main(args []string) int {
 		defer stop()
 	}
 	root := newRootCmd()
+	if filepath.Base(os.Args[0]) == PluginName {
+		// kubectl runs its plugins by file name: help then names the command as typed.
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl doppel"}
+	}
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -66,6 +70,10 @@ func Main(args []string) int {
 	fmt.Fprintf(os.Stderr, "doppel: %v\n", err)
 	return exitFailure
 }
+
+// PluginName is the file name that makes doppel a kubectl plugin: with a kubectl-doppel on
+// PATH (a link to doppel), `kubectl doppel exec ...` runs `doppel exec ...`.
+const PluginName = "kubectl-doppel"
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{

@@ -21,9 +21,31 @@ func full() *Config {
 		Schema:   "../../schema.json",
 		Target:   "pid:1234",
 		LogLevel: "debug",
+		Kubernetes: Kubernetes{
+			Kubeconfig: "/etc/doppel/kubeconfig",
+			Context:    "staging",
+			Namespace:  "shop",
+		},
 		Agent: AgentConfig{
-			GracePeriod: Duration(90 * time.Second),
-			Listen:      "[::1]:7000",
+			GracePeriod:  Duration(90 * time.Second),
+			Listen:       "[::1]:7000",
+			Image:        "registry.example.com/doppel-agent:v1.2.0",
+			PullPolicy:   "Always",
+			Namespace:    "doppel",
+			Ephemeral:    true,
+			Privileged:   true,
+			StartTimeout: Duration(2 * time.Minute),
+			Labels:       map[string]string{"team": "orders", "app.kubernetes.io/part-of": "shop"},
+			Annotations:  map[string]string{"example.com/owner": "alice, bob"},
+			NodeSelector: map[string]string{"kubernetes.io/os": "linux"},
+			Tolerations: []Toleration{
+				{Key: "dedicated", Operator: "Equal", Value: "debug", Effect: "NoSchedule"},
+				{Operator: "Exists"},
+			},
+			Resources: Resources{
+				Requests: map[string]string{"cpu": "50m", "memory": "32Mi"},
+				Limits:   map[string]string{"cpu": "1", "memory": "128Mi"},
+			},
 		},
 		Incoming: Incoming{
 			Enabled: ptr(false),
@@ -80,11 +102,32 @@ func TestLoadValid(t *testing.T) {
 	anchors.Env.Include = []string{"*.cluster.local"}
 	anchors.Env.Exclude = []string{}
 
+	// kubernetes.kubeconfig starts with "~/".
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	kube := Default()
+	kube.Kubernetes = Kubernetes{Kubeconfig: filepath.Join(home, ".kube", "dev"), Context: "kind-dev"}
+	kube.Agent.Image = "localhost:5001/doppel-agent@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	kube.Agent.PullPolicy = "Never"
+	kube.Agent.StartTimeout = Duration(90 * time.Second)
+	kube.Agent.Labels = map[string]string{"version": "1", "empty": ""}
+	kube.Agent.Annotations = map[string]string{"Example.COM/Note": "any text,\non several lines\n"}
+	kube.Agent.Tolerations = []Toleration{
+		{Key: "node-role.kubernetes.io/control-plane", Operator: "Exists", Effect: "NoSchedule"},
+		{Key: "gpu", Value: "true"},
+	}
+	kube.Agent.Resources = Resources{
+		Requests: map[string]string{"cpu": "0.25", "memory": "64Mi", "ephemeral-storage": "1Gi"},
+		Limits:   map[string]string{"cpu": "1", "memory": "64Mi", "hugepages-2Mi": "16Mi", "example.com/gpu": "1"},
+	}
+
 	for file, want := range map[string]*Config{
-		"full.yaml":    full(),
-		"full.json":    full(),
-		"minimal.yaml": minimal,
-		"anchors.yaml": anchors,
+		"full.yaml":       full(),
+		"full.json":       full(),
+		"minimal.yaml":    minimal,
+		"anchors.yaml":    anchors,
+		"kubernetes.yaml": kube,
+		"kubernetes.json": kube,
 	} {
 		t.Run(file, func(t *testing.T) {
 			got, err := Load(filepath.Join("testdata", "valid", file))
@@ -294,6 +337,54 @@ func TestCheck(t *testing.T) {
 			in:   "files: {mode: ''}\n",
 			want: []Problem{{File: "f", Line: 1, Column: 15, Msg: `files.mode: unknown mode "": want read, write or local`}},
 		},
+		{name: "empty Kubernetes strings keep the defaults", in: "kubernetes: {namespace: ''}\nagent: {image: '', pullPolicy: '', namespace: ''}\n"},
+		{name: "quantities as numbers", in: "agent: {resources: {requests: {cpu: 0.5, memory: 1e6}, limits: {cpu: 1}}}\n"},
+		{
+			name: "Kubernetes agent typo",
+			in:   "agent:\n  imagePullPolicy: Always\n",
+			want: []Problem{{File: "f", Line: 2, Column: 3, Msg: `unknown key "imagePullPolicy" in agent (did you mean "pullPolicy"?)`}},
+		},
+		{
+			name: "kubernetes typo",
+			in:   "kubernetes:\n  kubeConfig: ~/.kube/config\n  contxt: dev\n",
+			want: []Problem{
+				{File: "f", Line: 2, Column: 3, Msg: `unknown key "kubeConfig" in kubernetes (did you mean "kubeconfig"?)`},
+				{File: "f", Line: 3, Column: 3, Msg: `unknown key "contxt" in kubernetes (did you mean "context"?)`},
+			},
+		},
+		{
+			name: "toleration and resources typos",
+			in:   "agent:\n  tolerations:\n    - {key: a, efect: NoSchedule}\n  resources:\n    limit: {cpu: 1}\n",
+			want: []Problem{
+				{File: "f", Line: 3, Column: 16, Msg: `unknown key "efect" in agent.tolerations[0] (did you mean "effect"?)`},
+				{File: "f", Line: 5, Column: 5, Msg: `unknown key "limit" in agent.resources (did you mean "limits"?)`},
+			},
+		},
+		{
+			name: "zero start timeout",
+			in:   "agent:\n  startTimeout: 0s\n",
+			want: []Problem{{File: "f", Line: 2, Column: 17, Msg: `agent.startTimeout: must be more than 0, like "60s", got "0s"`}},
+		},
+		{
+			name: "toleration without a key is reported at the toleration",
+			in:   "agent:\n  tolerations:\n    - value: x\n      effect: NoSchedule\n",
+			want: []Problem{{File: "f", Line: 3, Column: 7, Msg: `agent.tolerations[0]: no key: give the taint's key, or set operator Exists to tolerate every key`}},
+		},
+		{
+			name: "operator of the wrong type silences the checks that read it",
+			in:   "agent: {tolerations: [{operator: [Exists], value: x}]}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 34, Msg: `agent.tolerations[0].operator: want a string, got a list`}},
+		},
+		{
+			name: "request above limit is reported at the request",
+			in:   "agent:\n  resources:\n    requests: {memory: 2Gi}\n    limits: {memory: 1Gi}\n",
+			want: []Problem{{File: "f", Line: 3, Column: 24, Msg: `agent.resources.requests.memory: request 2Gi is above the limit 1Gi: lower it, or raise agent.resources.limits.memory`}},
+		},
+		{
+			name: "limit of the wrong type is not compared with the request",
+			in:   "agent: {resources: {requests: {cpu: 2}, limits: {cpu: [1]}}}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 55, Msg: `agent.resources.limits.cpu: want a string, got a list`}},
+		},
 		{
 			name: "syntax error without a line",
 			in:   "target: \"\\q\"\n",
@@ -413,6 +504,8 @@ func FuzzCheck(f *testing.F) {
 		"a: &a [*a]\n",
 		"incoming: {mode: steal, ports: {map: [1:2, '2:1'], ignore: [1-3]}, http: {headers: ['a: b', 'c:'], path: x, methods: [get]}}\n",
 		"files: {mode: write, readOnly: [/, '/a/**/b'], readWrite: ['/x/[a-z]?'], local: [/tmp/], notFound: ['/p/\\*']}\n",
+		"agent: {resources: {requests: {cpu: 1e-2000000000, memory: 1e300}, limits: {cpu: 1E2000000000, memory: 1e-9}}}\n",
+		"kubernetes: {kubeconfig: ~/k, namespace: a}\nagent: {startTimeout: 1ns, labels: {a/b: ''}, tolerations: [{operator: Exists}, {key: k, value: v}], resources: {requests: {cpu: 1e3}, limits: {cpu: 1001}}}\n",
 	} {
 		f.Add([]byte(s))
 	}

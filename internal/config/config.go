@@ -15,6 +15,8 @@ type Config struct {
 	Target string `json:"target,omitempty" yaml:"target,omitempty"`
 	// LogLevel is the least severe level logged: debug, info, warn or error. Default info.
 	LogLevel string `json:"logLevel,omitempty" yaml:"logLevel,omitempty"`
+	// Kubernetes says how to reach the cluster of a Kubernetes target.
+	Kubernetes Kubernetes `json:"kubernetes,omitempty" yaml:"kubernetes,omitempty"`
 	// Agent configures the short-lived agent started beside the target.
 	Agent AgentConfig `json:"agent" yaml:"agent"`
 	// Incoming configures the target's incoming traffic that the program receives.
@@ -41,6 +43,95 @@ type AgentConfig struct {
 	// AllowNonLoopback lets listen be a non-loopback address, which makes the agent reachable
 	// from the target's network, guarded only by the session's secret. Default false.
 	AllowNonLoopback bool `json:"allowNonLoopback,omitempty" yaml:"allowNonLoopback,omitempty"`
+
+	// The settings below apply to Kubernetes targets only.
+
+	// Image is the agent's container image, like "registry.example.com/doppel-agent:v1.2.0".
+	// Default doppel's own agent image, of the same version as this doppel. The flag
+	// --agent-image sets it.
+	Image string `json:"image,omitempty" yaml:"image,omitempty"`
+	// PullPolicy is the agent image's pull policy: Always, IfNotPresent or Never. Default
+	// IfNotPresent; the flag --agent-pull-policy sets it.
+	PullPolicy string `json:"pullPolicy,omitempty" yaml:"pullPolicy,omitempty" jsonschema:"enum=Always,enum=IfNotPresent,enum=Never"`
+	// Namespace is the namespace of the agent's Job and Secret, a DNS label like "doppel".
+	// Default the target's namespace; an ephemeral agent is always in the target's pod. The
+	// flag --agent-namespace sets it.
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	// Ephemeral runs the agent as an ephemeral container in the target's pod instead of in a
+	// Job's pod beside it: no hostPID and no added capabilities unless incoming traffic needs
+	// them, but the container stays in the pod's spec (stopped) after the session. Default
+	// false; the flag --ephemeral sets it.
+	Ephemeral bool `json:"ephemeral,omitempty" yaml:"ephemeral,omitempty"`
+	// Privileged runs the agent as a privileged container instead of one holding only the
+	// capabilities the session's features need. Default false; the flag --agent-privileged
+	// sets it.
+	Privileged bool `json:"privileged,omitempty" yaml:"privileged,omitempty"`
+	// StartTimeout is how long the agent may take to be scheduled, pulled and running, as a
+	// positive duration like "60s". Default 60s; the flag --agent-timeout sets it.
+	StartTimeout Duration `json:"startTimeout,omitempty" yaml:"startTimeout,omitempty"`
+	// Labels are added to the agent's Job, pod and Secret, like {team: orders}. Keys are
+	// Kubernetes label keys ("name" or "prefix/name"), values Kubernetes label values (63
+	// characters at most). The flag --agent-label adds one.
+	Labels map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	// Annotations are added to the agent's Job, pod and Secret. Keys are Kubernetes
+	// annotation keys ("name" or "prefix/name"); values may be any string. The flag
+	// --agent-annotation adds one.
+	Annotations map[string]string `json:"annotations,omitempty" yaml:"annotations,omitempty"`
+	// NodeSelector is added to the agent's pod, with keys and values as in labels; the pod
+	// runs on the target's node all the same. The flag --agent-node-selector adds one.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty" yaml:"nodeSelector,omitempty"`
+	// Tolerations are the agent pod's tolerations. Default every taint is tolerated, as the
+	// agent must run on the target's node whatever its taints; a list given here replaces
+	// that default. The flag --agent-toleration adds one.
+	Tolerations []Toleration `json:"tolerations,omitempty" yaml:"tolerations,omitempty"`
+	// Resources are the agent container's requests and limits, like {requests: {cpu: 50m}}.
+	// Default none. The flags --agent-cpu and --agent-memory set both the request and the
+	// limit of one resource.
+	Resources Resources `json:"resources,omitempty" yaml:"resources,omitempty"`
+}
+
+// Toleration is a Kubernetes pod toleration: it lets the agent's pod run on a node with a
+// taint it matches.
+type Toleration struct {
+	// Key is the taint key it matches, a Kubernetes label key like
+	// "node-role.kubernetes.io/control-plane". Empty matches every key, and then operator
+	// must be Exists.
+	Key string `json:"key,omitempty" yaml:"key,omitempty"`
+	// Operator is Exists (any value of the key matches) or Equal (only value matches).
+	// Default Equal.
+	Operator string `json:"operator,omitempty" yaml:"operator,omitempty" jsonschema:"enum=Exists,enum=Equal"`
+	// Value is the taint value matched with operator Equal, a Kubernetes label value; it
+	// must be empty with operator Exists.
+	Value string `json:"value,omitempty" yaml:"value,omitempty"`
+	// Effect is the taint effect matched: NoSchedule, PreferNoSchedule or NoExecute; empty
+	// matches all.
+	Effect string `json:"effect,omitempty" yaml:"effect,omitempty" jsonschema:"enum=,enum=NoSchedule,enum=PreferNoSchedule,enum=NoExecute"`
+}
+
+// Resources are a container's requests and limits by resource name: "cpu", "memory",
+// "ephemeral-storage", "hugepages-<size>" or an extended resource like "example.com/gpu".
+// Amounts are Kubernetes quantities like "100m", "0.5" or "64Mi".
+type Resources struct {
+	// Requests are the amounts the scheduler reserves for the agent, like {cpu: 50m, memory:
+	// 32Mi}.
+	Requests map[string]string `json:"requests,omitempty" yaml:"requests,omitempty"`
+	// Limits are the most the agent may use, like {memory: 128Mi}; a request must not be
+	// above the limit of the same resource.
+	Limits map[string]string `json:"limits,omitempty" yaml:"limits,omitempty"`
+}
+
+// Kubernetes says how to reach the cluster of a Kubernetes target; kubectl's flags
+// (--kubeconfig, --context, --namespace) win over it.
+type Kubernetes struct {
+	// Kubeconfig is the path of the kubeconfig file; a leading "~/" stands for the home
+	// directory, and a relative path is relative to the working directory. Default
+	// $KUBECONFIG, then ~/.kube/config, then the in-cluster configuration.
+	Kubeconfig string `json:"kubeconfig,omitempty" yaml:"kubeconfig,omitempty"`
+	// Context is the name of the kubeconfig context to use. Default its current context.
+	Context string `json:"context,omitempty" yaml:"context,omitempty"`
+	// Namespace is the target's namespace, a DNS label like "shop". Default the context's
+	// namespace, then "default".
+	Namespace string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 }
 
 // Incoming configures which of the target's incoming connections the program receives, and how.
@@ -219,6 +310,9 @@ const (
 	DefaultLogLevel    = "info"
 	DefaultGracePeriod = 5 * time.Second
 	DefaultListen      = "127.0.0.1:0"
+	// DefaultStartTimeout is how long a Kubernetes agent may take to be scheduled, pulled
+	// and running.
+	DefaultStartTimeout = 60 * time.Second
 )
 
 // Values of Incoming.Mode.
@@ -249,15 +343,18 @@ var (
 )
 
 // Default returns a Config with every default filled in: log level info, a
-// 5s agent grace period, the agent on 127.0.0.1:0, incoming traffic mirrored
-// through redirect rules, outgoing traffic, DNS and the environment all
-// taken from the target, and the target's files read in read mode.
+// 5s agent grace period, the agent on 127.0.0.1:0, 60s for a Kubernetes agent
+// to start, incoming traffic mirrored through redirect rules, outgoing
+// traffic, DNS and the environment all taken from the target, and the
+// target's files read in read mode. The agent image stays empty: the CLI
+// picks the image of its own version.
 func Default() *Config {
 	return &Config{
 		LogLevel: DefaultLogLevel,
 		Agent: AgentConfig{
-			GracePeriod: Duration(DefaultGracePeriod),
-			Listen:      DefaultListen,
+			GracePeriod:  Duration(DefaultGracePeriod),
+			Listen:       DefaultListen,
+			StartTimeout: Duration(DefaultStartTimeout),
 		},
 		Incoming: Incoming{Enabled: ptr(true), Mode: ModeMirror, Mirror: MirrorRedirect},
 		Outgoing: Outgoing{Enabled: ptr(true)},

@@ -18,6 +18,7 @@ type Flags struct {
 	logLevel    string
 	agentGrace  time.Duration
 	agentListen string
+	agentKube   agentKubeFlags
 	noIncoming  bool
 	steal       bool
 	capture     bool
@@ -46,6 +47,16 @@ type filterFlags struct {
 	cidrs, ports, hosts []string
 }
 
+// agentKubeFlags are the flags of the agent of a Kubernetes target.
+type agentKubeFlags struct {
+	image, pullPolicy, namespace string
+	timeout                      time.Duration
+	ephemeral, privileged        bool
+	labels, annotations          []string
+	nodeSelector, tolerations    []string
+	cpu, memory                  string
+}
+
 // BindFlags registers the configuration flags on fs. It does not register
 // -f/--config: the command that reads the file owns that flag.
 func BindFlags(fs *pflag.FlagSet) *Flags {
@@ -54,6 +65,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.logLevel, "log-level", "", "least severe level logged: debug, info, warn or error (default info; config: logLevel)")
 	fs.DurationVar(&f.agentGrace, "agent-grace", 0, "how long the agent waits for a lost client before it exits (default 5s; config: agent.gracePeriod)")
 	fs.StringVar(&f.agentListen, "agent-listen", "", `loopback address the agent listens on (default "127.0.0.1:0"; config: agent.listen)`)
+	bindAgentKube(fs, &f.agentKube)
 	fs.BoolVar(&f.noIncoming, "no-incoming", false, "receive none of the target's incoming traffic: the program's listening ports stay on this machine (config: incoming.enabled: false)")
 	fs.BoolVar(&f.steal, "steal", false, "serve the target's incoming connections instead of copies of them; the target's own service no longer gets them (config: incoming.mode: steal)")
 	fs.BoolVar(&f.capture, "mirror-capture", false, "mirror by passive packet capture: no rules written, no NET_ADMIN, but a stream that lost segments arrives marked incomplete (config: incoming.mirror: capture)")
@@ -81,6 +93,25 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	return f
 }
 
+// bindAgentKube registers the flags of the agent of a Kubernetes target. It leaves out
+// --kubeconfig, --context and --namespace: the command registers kubectl's own.
+func bindAgentKube(fs *pflag.FlagSet, k *agentKubeFlags) {
+	// The backquoted words name the flags' values in the help.
+	fs.StringVar(&k.image, "agent-image", "", "Kubernetes agent's container `IMAGE` (default doppel's agent image of this version; config: agent.image)")
+	fs.StringVar(&k.pullPolicy, "agent-pull-policy", "", "agent image's pull `POLICY`: Always, IfNotPresent or Never (default IfNotPresent; config: agent.pullPolicy)")
+	fs.StringVar(&k.namespace, "agent-namespace", "", "`NAMESPACE` of the agent's Job and Secret (default the target's; config: agent.namespace)")
+	fs.DurationVar(&k.timeout, "agent-timeout", 0, "how long the Kubernetes agent may take to be scheduled, pulled and running, as a `DURATION` like \"2m\" (default 60s; config: agent.startTimeout)")
+	fs.BoolVar(&k.ephemeral, "ephemeral", false, "run the Kubernetes agent as an ephemeral container in the target's pod instead of in a Job's pod beside it (config: agent.ephemeral)")
+	fs.BoolVar(&k.privileged, "agent-privileged", false, "run the Kubernetes agent as a privileged container instead of one with only the capabilities it needs (config: agent.privileged)")
+	// Annotation values may hold commas, so these flags take one entry each.
+	fs.StringArrayVar(&k.labels, "agent-label", nil, "add the label `KEY=VALUE` to the agent's Job, pod and Secret, over the file's of the same key; repeatable (config: agent.labels)")
+	fs.StringArrayVar(&k.annotations, "agent-annotation", nil, "add the annotation `KEY=VALUE` to the agent's Job, pod and Secret, over the file's of the same key; repeatable (config: agent.annotations)")
+	fs.StringArrayVar(&k.nodeSelector, "agent-node-selector", nil, "add `KEY=VALUE` to the agent pod's node selector, over the file's of the same key; repeatable (config: agent.nodeSelector)")
+	fs.StringArrayVar(&k.tolerations, "agent-toleration", nil, "add a toleration to the agent's pod, replacing the default of tolerating every taint: `TOLERATION` is KEY=VALUE:EFFECT or KEY=VALUE (operator Equal), KEY:EFFECT or KEY (operator Exists), \"*\" (every taint) or \"*:EFFECT\"; without an effect it matches all; repeatable (config: agent.tolerations)")
+	fs.StringVar(&k.cpu, "agent-cpu", "", "set the agent container's CPU request and limit to `QUANTITY`, like \"100m\" or \"0.5\" (config: agent.resources.requests.cpu and agent.resources.limits.cpu)")
+	fs.StringVar(&k.memory, "agent-memory", "", "set the agent container's memory request and limit to `QUANTITY`, like \"64Mi\" (config: agent.resources.requests.memory and agent.resources.limits.memory)")
+}
+
 func bindFilter(fs *pflag.FlagSet, ff *filterFlags, side, does string) {
 	fs.StringSliceVar(&ff.cidrs, side+"-cidr", nil, fmt.Sprintf(`traffic to this CIDR, e.g. "10.0.0.0/8", %s; repeatable (config: outgoing.%s.cidrs)`, does, side))
 	fs.StringSliceVar(&ff.ports, side+"-port", nil, fmt.Sprintf(`traffic to this port or range, e.g. "5432" or "8000-8100", %s; repeatable (config: outgoing.%s.ports)`, does, side))
@@ -88,9 +119,12 @@ func bindFilter(fs *pflag.FlagSet, ff *filterFlags, side, does string) {
 }
 
 // Apply lays the flags that were set on the command line over c: single
-// values replace the file's, list flags append to the file's lists, --env
-// entries replace the file's override of the same name. It then normalizes
-// and validates c, naming the flag when a flag's value is at fault.
+// values replace the file's, list flags append to the file's lists, the
+// KEY=VALUE entries of --env, --agent-label, --agent-annotation and
+// --agent-node-selector replace the file's of the same key, and --agent-cpu
+// and --agent-memory replace both the request and the limit of their
+// resource. It then normalizes and validates c, naming the flag when a
+// flag's value is at fault.
 func (f *Flags) Apply(c *Config) error {
 	var errs []error
 	check := func(flag, value string, err error) {
@@ -117,6 +151,7 @@ func (f *Flags) Apply(c *Config) error {
 		check("agent-listen", f.agentListen, checkListen(f.agentListen, c.Agent.AllowNonLoopback))
 		c.Agent.Listen = f.agentListen
 	}
+	errs = append(errs, f.applyAgentKube(c)...)
 	errs = append(errs, f.applyIncoming(c)...)
 	if changed("no-outgoing") {
 		c.Outgoing.Enabled = ptr(!f.noOutgoing)
@@ -279,6 +314,90 @@ func (f *Flags) applyIncoming(c *Config) []error {
 	if len(filters) > 0 && in.Mode == ModeMirror {
 		errs = append(errs, fmt.Errorf("%s: an HTTP filter picks the requests to steal, and incoming traffic is mirrored; add --steal (or incoming.mode: steal in the configuration file)",
 			strings.Join(filters, ", ")))
+	}
+	return errs
+}
+
+// applyAgentKube lays the flags of a Kubernetes agent over c.Agent: single values replace the
+// file's, --agent-toleration appends to the file's tolerations, and the KEY=VALUE flags replace
+// the file's entry of the same key.
+func (f *Flags) applyAgentKube(c *Config) []error {
+	var errs []error
+	check := func(flag, value string, err error) bool {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: %w", flag, value, err))
+		}
+		return err == nil
+	}
+	changed := f.fs.Changed
+	k, a := &f.agentKube, &c.Agent
+
+	if changed("agent-image") {
+		check("agent-image", k.image, checkImage(k.image))
+		a.Image = k.image
+	}
+	if changed("agent-pull-policy") {
+		check("agent-pull-policy", k.pullPolicy, checkPullPolicy(k.pullPolicy))
+		a.PullPolicy = k.pullPolicy
+	}
+	if changed("agent-namespace") {
+		check("agent-namespace", k.namespace, checkNamespace(k.namespace))
+		a.Namespace = k.namespace
+	}
+	if changed("agent-timeout") {
+		check("agent-timeout", k.timeout.String(), checkStartTimeout(Duration(k.timeout)))
+		a.StartTimeout = Duration(k.timeout)
+	}
+	if changed("ephemeral") {
+		a.Ephemeral = k.ephemeral
+	}
+	if changed("agent-privileged") {
+		a.Privileged = k.privileged
+	}
+	for _, m := range []struct {
+		flag    string
+		entries []string
+		dst     *map[string]string
+		valid   func(key, value string) error
+	}{
+		{"agent-label", k.labels, &a.Labels, func(key, value string) error { return checkLabel("label", key, value) }},
+		{"agent-annotation", k.annotations, &a.Annotations, func(key, _ string) error { return checkAnnotationKey(key) }},
+		{"agent-node-selector", k.nodeSelector, &a.NodeSelector, func(key, value string) error { return checkLabel("node selector", key, value) }},
+	} {
+		for _, kv := range m.entries {
+			key, value, ok := strings.Cut(kv, "=")
+			if !ok {
+				check(m.flag, kv, errors.New("want KEY=VALUE"))
+				continue
+			}
+			if !check(m.flag, kv, m.valid(key, value)) {
+				continue
+			}
+			if *m.dst == nil {
+				*m.dst = map[string]string{}
+			}
+			(*m.dst)[key] = value
+		}
+	}
+	for _, s := range k.tolerations {
+		t, err := parseToleration(s)
+		if check("agent-toleration", s, err) {
+			a.Tolerations = append(a.Tolerations, t)
+		}
+	}
+	for _, r := range []struct{ flag, name, quantity string }{
+		{"agent-cpu", "cpu", k.cpu},
+		{"agent-memory", "memory", k.memory},
+	} {
+		if !changed(r.flag) || !check(r.flag, r.quantity, checkQuantity(r.quantity)) {
+			continue
+		}
+		for _, dst := range []*map[string]string{&a.Resources.Requests, &a.Resources.Limits} {
+			if *dst == nil {
+				*dst = map[string]string{}
+			}
+			(*dst)[r.name] = r.quantity
+		}
 	}
 	return errs
 }

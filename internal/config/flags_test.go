@@ -1,6 +1,8 @@
 package config
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +174,116 @@ func TestFlagsApply(t *testing.T) {
 			},
 		},
 		{
+			name: "Kubernetes agent single values replace",
+			file: func() *Config {
+				c := Default()
+				c.Agent.Image = "file/agent:1"
+				c.Agent.PullPolicy = "Always"
+				c.Agent.Namespace = "file"
+				return c
+			}(),
+			args: []string{
+				"--agent-image", "registry.example.com/doppel-agent:v2", "--agent-pull-policy", "Never",
+				"--agent-namespace", "doppel", "--agent-timeout", "2m30s", "--ephemeral", "--agent-privileged",
+			},
+			want: func(c *Config) {
+				c.Agent.Image = "registry.example.com/doppel-agent:v2"
+				c.Agent.PullPolicy = "Never"
+				c.Agent.Namespace = "doppel"
+				c.Agent.StartTimeout = Duration(150 * time.Second)
+				c.Agent.Ephemeral = true
+				c.Agent.Privileged = true
+			},
+		},
+		{
+			name: "empty Kubernetes agent values bring back the defaults",
+			file: func() *Config {
+				c := Default()
+				c.Agent.Image = "file/agent:1"
+				c.Agent.PullPolicy = "Always"
+				c.Agent.Namespace = "file"
+				c.Agent.Ephemeral = true
+				c.Agent.Privileged = true
+				return c
+			}(),
+			args: []string{"--agent-image=", "--agent-pull-policy=", "--agent-namespace=", "--ephemeral=false", "--agent-privileged=false"},
+			want: func(c *Config) {
+				c.Agent.Image = ""
+				c.Agent.PullPolicy = ""
+				c.Agent.Namespace = ""
+				c.Agent.Ephemeral = false
+				c.Agent.Privileged = false
+			},
+		},
+		{
+			name: "KEY=VALUE flags add to the file's and replace its same keys",
+			file: func() *Config {
+				c := Default()
+				c.Agent.Labels = map[string]string{"team": "file", "keep": "file"}
+				c.Agent.Annotations = map[string]string{"note": "file"}
+				return c
+			}(),
+			args: []string{
+				"--agent-label", "team=flag", "--agent-label", "app.kubernetes.io/name=doppel", "--agent-label", "empty=",
+				"--agent-annotation", "note=a=b, c", "--agent-annotation", "example.com/x=",
+				"--agent-node-selector", "kubernetes.io/os=linux", "--agent-node-selector", "kubernetes.io/arch=arm64",
+			},
+			want: func(c *Config) {
+				c.Agent.Labels = map[string]string{"team": "flag", "keep": "file", "app.kubernetes.io/name": "doppel", "empty": ""}
+				c.Agent.Annotations = map[string]string{"note": "a=b, c", "example.com/x": ""}
+				c.Agent.NodeSelector = map[string]string{"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}
+			},
+		},
+		{
+			name: "tolerations append to the file's",
+			file: func() *Config {
+				c := Default()
+				c.Agent.Tolerations = []Toleration{{Key: "file", Operator: "Exists"}}
+				return c
+			}(),
+			args: []string{
+				"--agent-toleration", "dedicated=debug:NoSchedule", "--agent-toleration", "dedicated=debug",
+				"--agent-toleration", "gpu:NoExecute", "--agent-toleration", "gpu",
+				"--agent-toleration", "*:PreferNoSchedule", "--agent-toleration", "*",
+			},
+			want: func(c *Config) {
+				c.Agent.Tolerations = []Toleration{
+					{Key: "file", Operator: "Exists"},
+					{Key: "dedicated", Operator: "Equal", Value: "debug", Effect: "NoSchedule"},
+					{Key: "dedicated", Operator: "Equal", Value: "debug"},
+					{Key: "gpu", Operator: "Exists", Effect: "NoExecute"},
+					{Key: "gpu", Operator: "Exists"},
+					{Operator: "Exists", Effect: "PreferNoSchedule"},
+					{Operator: "Exists"},
+				}
+			},
+		},
+		{
+			name: "cpu and memory set request and limit, over the file's",
+			file: func() *Config {
+				c := Default()
+				c.Agent.Resources = Resources{
+					Requests: map[string]string{"cpu": "100m", "ephemeral-storage": "1Gi"},
+					Limits:   map[string]string{"cpu": "200m", "memory": "1Gi"},
+				}
+				return c
+			}(),
+			args: []string{"--agent-cpu", "0.5", "--agent-memory", "64Mi"},
+			want: func(c *Config) {
+				c.Agent.Resources = Resources{
+					Requests: map[string]string{"cpu": "0.5", "memory": "64Mi", "ephemeral-storage": "1Gi"},
+					Limits:   map[string]string{"cpu": "0.5", "memory": "64Mi"},
+				}
+			},
+		},
+		{
+			name: "cpu alone",
+			args: []string{"--agent-cpu=250m"},
+			want: func(c *Config) {
+				c.Agent.Resources = Resources{Requests: map[string]string{"cpu": "250m"}, Limits: map[string]string{"cpu": "250m"}}
+			},
+		},
+		{
 			name: "non-loopback listen allowed by the file",
 			file: func() *Config { c := Default(); c.Agent.AllowNonLoopback = true; return c }(),
 			args: []string{"--agent-listen", ":7000"},
@@ -252,6 +364,35 @@ func TestFlagsApplyErrors(t *testing.T) {
 		{args: []string{"--fs-write", "/data/../x"}, want: `--fs-write "/data/../x": path pattern "/data/../x" has a ".." element: write the clean path "/x"`},
 		{args: []string{"--fs-local", "/a/[b"}, want: `--fs-local "/a/[b": invalid path pattern "/a/[b": element "[b": syntax error in pattern`},
 		{args: []string{"--fs-not-found", ""}, want: `--fs-not-found "": empty path pattern`},
+		{args: []string{"--agent-image", "doppel agent"}, want: `--agent-image "doppel agent": invalid image "doppel agent": an image reference has no spaces`},
+		{args: []string{"--agent-pull-policy", "sometimes"}, want: `--agent-pull-policy "sometimes": unknown pull policy "sometimes": want Always, IfNotPresent or Never`},
+		{args: []string{"--agent-namespace", "Doppel"}, want: `--agent-namespace "Doppel": invalid namespace "Doppel": a lowercase RFC 1123 label`},
+		{args: []string{"--agent-timeout", "0s"}, want: `--agent-timeout "0s": must be more than 0, like "60s", got "0s"`},
+		{args: []string{"--agent-timeout", "-1m"}, want: `--agent-timeout "-1m0s": must be more than 0`},
+		{args: []string{"--agent-label", "team"}, want: `--agent-label "team": want KEY=VALUE`},
+		{args: []string{"--agent-label", "=x"}, want: `--agent-label "=x": invalid label key "": name part must be non-empty`},
+		{args: []string{"--agent-label", "a=b,c=d"}, want: `--agent-label "a=b,c=d": invalid label value "b,c=d"`},
+		{args: []string{"--agent-annotation", "note"}, want: `--agent-annotation "note": want KEY=VALUE`},
+		{args: []string{"--agent-annotation", "a b=c"}, want: `--agent-annotation "a b=c": invalid annotation key "a b"`},
+		{args: []string{"--agent-node-selector", "os"}, want: `--agent-node-selector "os": want KEY=VALUE`},
+		{args: []string{"--agent-node-selector", "kubernetes.io/os=linux!"}, want: `--agent-node-selector "kubernetes.io/os=linux!": invalid node selector value "linux!"`},
+		{args: []string{"--agent-toleration", "gpu:"}, want: `--agent-toleration "gpu:": no effect after ":"`},
+		{args: []string{"--agent-toleration", "gpu:Never"}, want: `--agent-toleration "gpu:Never": unknown effect "Never"`},
+		{args: []string{"--agent-toleration", "=v"}, want: `--agent-toleration "=v": no taint key`},
+		{args: []string{"--agent-toleration", "*=v"}, want: `--agent-toleration "*=v": "*" tolerates every taint and takes no value`},
+		{args: []string{"--agent-cpu", "1 core"}, want: `--agent-cpu "1 core": invalid quantity "1 core": want an amount like "100m", "0.5" or "64Mi"`},
+		{args: []string{"--agent-cpu", ""}, want: `--agent-cpu "": invalid quantity ""`},
+		{args: []string{"--agent-memory", "-1Gi"}, want: `--agent-memory "-1Gi": quantity "-1Gi" is negative`},
+		{
+			// Both flags are fine; the file's request of the other resource is not.
+			args: []string{"--agent-cpu", "1"},
+			file: func() *Config {
+				c := Default()
+				c.Agent.Resources = Resources{Requests: map[string]string{"memory": "2Gi"}, Limits: map[string]string{"memory": "1Gi"}}
+				return c
+			}(),
+			want: `agent.resources.requests.memory: request 2Gi is above the limit 1Gi`,
+		},
 		{
 			file: func() *Config { c := Default(); c.Files.ReadOnly = []string{"x"}; return c }(),
 			want: `files.readOnly[0]: path pattern "x" is not absolute`,
@@ -291,6 +432,40 @@ func TestBindFlagsNoConfigFlag(t *testing.T) {
 	}
 }
 
+// TestBindFlagsNoKubectlFlags checks that the Kubernetes flags leave kubectl's own to the
+// command, which registers them (genericclioptions.ConfigFlags) and would clash with ours.
+func TestBindFlagsNoKubectlFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	BindFlags(fs)
+	// The flags of genericclioptions.NewConfigFlags(true).AddFlags in k8s.io/cli-runtime v0.37.
+	for _, name := range []string{
+		"as", "as-group", "as-uid", "as-user-extra", "cache-dir", "certificate-authority",
+		"client-certificate", "client-key", "cluster", "context", "disable-compression",
+		"insecure-skip-tls-verify", "kubeconfig", "namespace", "proxy-url", "request-timeout",
+		"server", "tls-server-name", "token", "user",
+	} {
+		if fs.Lookup(name) != nil {
+			t.Errorf("BindFlags registered --%s, which kubectl's flags own", name)
+		}
+	}
+	for _, short := range []string{"n", "s"} {
+		if fs.ShorthandLookup(short) != nil {
+			t.Errorf("BindFlags registered -%s, which kubectl's flags own", short)
+		}
+	}
+}
+
+// TestFlagUsages checks that every flag's help names the configuration key it overrides.
+func TestFlagUsages(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	BindFlags(fs)
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(f.Usage, "config: ") {
+			t.Errorf("--%s: usage %q does not name its configuration key", f.Name, f.Usage)
+		}
+	})
+}
+
 // clone copies the parts of c that the tests above set, so that Apply on c
 // cannot change the copy.
 func clone(t *testing.T, c *Config) *Config {
@@ -312,6 +487,12 @@ func clone(t *testing.T, c *Config) *Config {
 	out.Files.ReadWrite = append([]string(nil), c.Files.ReadWrite...)
 	out.Files.Local = append([]string(nil), c.Files.Local...)
 	out.Files.NotFound = append([]string(nil), c.Files.NotFound...)
+	out.Agent.Labels = maps.Clone(c.Agent.Labels)
+	out.Agent.Annotations = maps.Clone(c.Agent.Annotations)
+	out.Agent.NodeSelector = maps.Clone(c.Agent.NodeSelector)
+	out.Agent.Tolerations = slices.Clone(c.Agent.Tolerations)
+	out.Agent.Resources.Requests = maps.Clone(c.Agent.Resources.Requests)
+	out.Agent.Resources.Limits = maps.Clone(c.Agent.Resources.Limits)
 	for _, p := range []**bool{&out.Incoming.Enabled, &out.Outgoing.Enabled, &out.DNS.Enabled, &out.Env.Enabled} {
 		if *p != nil {
 			*p = ptr(**p)

@@ -72,9 +72,10 @@ const (
 	methodPattern       = "^" + tokenChars + "+$"
 )
 
-// refine adds what reflection cannot know: the log levels, ports that may be
-// numbers as well as strings, and the shape of HTTP filter entries. The
-// incoming mode and mirror method enums come from struct tags.
+// refine adds what reflection cannot know: the log levels, ports and resource
+// quantities that may be numbers as well as strings, and the shape of HTTP
+// filter entries. The enums of incoming.mode, incoming.mirror, files.mode,
+// agent.pullPolicy and the tolerations come from struct tags.
 func refine(s *jsonschema.Schema) error {
 	level, ok := s.Properties.Get("logLevel")
 	if !ok {
@@ -112,7 +113,26 @@ func refine(s *jsonschema.Schema) error {
 		}
 		p.Items.Pattern = pattern
 	}
+	resources := s.Definitions["Resources"]
+	if resources == nil {
+		return fmt.Errorf("no Resources definition")
+	}
+	for _, name := range []string{"requests", "limits"} {
+		p, ok := resources.Properties.Get(name)
+		if !ok {
+			return fmt.Errorf("no %s property in Resources", name)
+		}
+		p.AdditionalProperties = quantitySchema()
+	}
 	return nil
+}
+
+// quantitySchema is the schema of a Kubernetes quantity: "100m", "64Mi", or a number like 0.5.
+func quantitySchema() *jsonschema.Schema {
+	return &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
+		{Type: "string"},
+		{Type: "number", Minimum: json.Number("0")},
+	}}
 }
 
 // portItems is the schema of a port or port range: "5432", "8000-8100" or 5432.
@@ -129,14 +149,26 @@ func portItems() *jsonschema.Schema {
 var descriptions = map[string]string{
 	"AgentConfig":                  "AgentConfig configures the agent that runs beside the target for the length of one session.",
 	"AgentConfig.AllowNonLoopback": "AllowNonLoopback lets listen be a non-loopback address, which makes the agent reachable from the target's network, guarded only by the session's secret. Default false.",
+	"AgentConfig.Annotations":      "Annotations are added to the agent's Job, pod and Secret. Keys are Kubernetes annotation keys (\"name\" or \"prefix/name\"); values may be any string. The flag --agent-annotation adds one.",
+	"AgentConfig.Ephemeral":        "Ephemeral runs the agent as an ephemeral container in the target's pod instead of in a Job's pod beside it: no hostPID and no added capabilities unless incoming traffic needs them, but the container stays in the pod's spec (stopped) after the session. Default false; the flag --ephemeral sets it.",
 	"AgentConfig.GracePeriod":      "GracePeriod is how long the agent waits for a lost client to come back before it exits and removes its rules, as a duration like \"5s\". Default 5s.",
+	"AgentConfig.Image":            "Image is the agent's container image, like \"registry.example.com/doppel-agent:v1.2.0\". Default doppel's own agent image, of the same version as this doppel. The flag --agent-image sets it.",
+	"AgentConfig.Labels":           "Labels are added to the agent's Job, pod and Secret, like {team: orders}. Keys are Kubernetes label keys (\"name\" or \"prefix/name\"), values Kubernetes label values (63 characters at most). The flag --agent-label adds one.",
 	"AgentConfig.Listen":           "Listen is the address the agent listens on inside the target's network, as host:port. Default \"127.0.0.1:0\" (any free port). It must be a loopback address unless allowNonLoopback is true.",
+	"AgentConfig.Namespace":        "Namespace is the namespace of the agent's Job and Secret, a DNS label like \"doppel\". Default the target's namespace; an ephemeral agent is always in the target's pod. The flag --agent-namespace sets it.",
+	"AgentConfig.NodeSelector":     "NodeSelector is added to the agent's pod, with keys and values as in labels; the pod runs on the target's node all the same. The flag --agent-node-selector adds one.",
+	"AgentConfig.Privileged":       "Privileged runs the agent as a privileged container instead of one holding only the capabilities the session's features need. Default false; the flag --agent-privileged sets it.",
+	"AgentConfig.PullPolicy":       "PullPolicy is the agent image's pull policy: Always, IfNotPresent or Never. Default IfNotPresent; the flag --agent-pull-policy sets it.",
+	"AgentConfig.Resources":        "Resources are the agent container's requests and limits, like {requests: {cpu: 50m}}. Default none. The flags --agent-cpu and --agent-memory set both the request and the limit of one resource.",
+	"AgentConfig.StartTimeout":     "StartTimeout is how long the agent may take to be scheduled, pulled and running, as a positive duration like \"60s\". Default 60s; the flag --agent-timeout sets it.",
+	"AgentConfig.Tolerations":      "Tolerations are the agent pod's tolerations. Default every taint is tolerated, as the agent must run on the target's node whatever its taints; a list given here replaces that default. The flag --agent-toleration adds one.",
 	"Config":                       "Config is the whole configuration of a doppel session: the file's content with the flags of `doppel exec` laid over it.",
 	"Config.Agent":                 "Agent configures the short-lived agent started beside the target.",
 	"Config.DNS":                   "DNS configures name resolution as the target does it.",
 	"Config.Env":                   "Env configures the environment variables the program gets from the target.",
 	"Config.Files":                 "Files chooses which of the program's file paths are the target's.",
 	"Config.Incoming":              "Incoming configures the target's incoming traffic that the program receives.",
+	"Config.Kubernetes":            "Kubernetes says how to reach the cluster of a Kubernetes target.",
 	"Config.LogLevel":              "LogLevel is the least severe level logged: debug, info, warn or error. Default info.",
 	"Config.Outgoing":              "Outgoing chooses which of the program's outgoing connections leave from the target's network.",
 	"Config.Schema":                "Schema is the address of the JSON Schema the file follows, for editors; doppel ignores it.",
@@ -172,9 +204,21 @@ var descriptions = map[string]string{
 	"IncomingPorts":                "IncomingPorts chooses which of the target's ports each port the program listens on receives. A port that map does not name receives the target's port of the same number, unless map sends another local port there; then it stays on this machine.",
 	"IncomingPorts.Ignore":         "Ignore lists ports like \"9090\" or inclusive ranges like \"9000-9100\" on which the program's listens stay on this machine; ignore wins over map. The flag --ignore-port adds one.",
 	"IncomingPorts.Map":            "Map lists \"LOCAL:TARGET\" pairs like \"8080:80\": when the program listens on port 8080 it receives the target's port 80. A local port may map to one target port only, and a target port may receive one local port only. The flag --port-map adds one.",
+	"Kubernetes":                   "Kubernetes says how to reach the cluster of a Kubernetes target; kubectl's flags (--kubeconfig, --context, --namespace) win over it.",
+	"Kubernetes.Context":           "Context is the name of the kubeconfig context to use. Default its current context.",
+	"Kubernetes.Kubeconfig":        "Kubeconfig is the path of the kubeconfig file; a leading \"~/\" stands for the home directory, and a relative path is relative to the working directory. Default $KUBECONFIG, then ~/.kube/config, then the in-cluster configuration.",
+	"Kubernetes.Namespace":         "Namespace is the target's namespace, a DNS label like \"shop\". Default the context's namespace, then \"default\".",
 	"Outgoing":                     "Outgoing chooses which outgoing connections of the program leave from the target's network and which stay on this machine.",
 	"Outgoing.Enabled":             "Enabled sends outgoing connections out from the target's network. Default true; the flag --no-outgoing sets it to false.",
 	"Outgoing.Local":               "Local lists destinations that stay on this machine. Loopback and unspecified addresses always stay local unless remote lists them.",
 	"Outgoing.PassSockets":         "PassSockets lets the agent of a local target hand over sockets of the target's network, which doppel puts in the place of the program's TCP sockets, so the program's bytes do not pass through doppel. Default true; the flag --no-socket-passing sets it to false, and then TCP goes through doppel's local proxy and the agent connection.",
 	"Outgoing.Remote":              "Remote lists destinations that always leave from the target's network; remote wins over local.",
+	"Resources":                    "Resources are a container's requests and limits by resource name: \"cpu\", \"memory\", \"ephemeral-storage\", \"hugepages-<size>\" or an extended resource like \"example.com/gpu\". Amounts are Kubernetes quantities like \"100m\", \"0.5\" or \"64Mi\".",
+	"Resources.Limits":             "Limits are the most the agent may use, like {memory: 128Mi}; a request must not be above the limit of the same resource.",
+	"Resources.Requests":           "Requests are the amounts the scheduler reserves for the agent, like {cpu: 50m, memory: 32Mi}.",
+	"Toleration":                   "Toleration is a Kubernetes pod toleration: it lets the agent's pod run on a node with a taint it matches.",
+	"Toleration.Effect":            "Effect is the taint effect matched: NoSchedule, PreferNoSchedule or NoExecute; empty matches all.",
+	"Toleration.Key":               "Key is the taint key it matches, a Kubernetes label key like \"node-role.kubernetes.io/control-plane\". Empty matches every key, and then operator must be Exists.",
+	"Toleration.Operator":          "Operator is Exists (any value of the key matches) or Equal (only value matches). Default Equal.",
+	"Toleration.Value":             "Value is the taint value matched with operator Equal, a Kubernetes label value; it must be empty with operator Exists.",
 }

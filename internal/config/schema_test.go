@@ -171,6 +171,58 @@ func TestSchema(t *testing.T) {
 	}
 }
 
+// TestSchemaKubernetes checks what the schema says of the Kubernetes settings against the
+// checks: the enums, and quantities that may be numbers.
+func TestSchemaKubernetes(t *testing.T) {
+	b, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+		Defs       map[string]struct {
+			Properties map[string]struct {
+				Enum                 []string       `json:"enum"`
+				AdditionalProperties map[string]any `json:"additionalProperties"`
+			} `json:"properties"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Properties["kubernetes"]; !ok {
+		t.Errorf("no kubernetes property")
+	}
+	for _, tc := range []struct {
+		def, prop string
+		want      []string
+	}{
+		{"AgentConfig", "pullPolicy", pullPolicies},
+		{"Toleration", "operator", tolerationOperators},
+		// An empty effect matches every effect.
+		{"Toleration", "effect", append([]string{""}, taintEffects...)},
+	} {
+		if diff := cmp.Diff(tc.want, s.Defs[tc.def].Properties[tc.prop].Enum); diff != "" {
+			t.Errorf("%s.%s enum (-checks +schema):\n%s", tc.def, tc.prop, diff)
+		}
+	}
+	for _, v := range append(pullPolicies, "") {
+		if err := checkPullPolicy(v); err != nil {
+			t.Errorf("checkPullPolicy(%q) = %v", v, err)
+		}
+	}
+	for _, side := range []string{"requests", "limits"} {
+		got := s.Defs["Resources"].Properties[side].AdditionalProperties
+		want := map[string]any{"anyOf": []any{
+			map[string]any{"type": "string"},
+			map[string]any{"type": "number", "minimum": float64(0)},
+		}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("resources.%s values (-want +got):\n%s", side, diff)
+		}
+	}
+}
+
 // TestDurationPattern checks the schema's pattern against the parser.
 func TestDurationPattern(t *testing.T) {
 	re := regexp.MustCompile(durationPattern)

@@ -48,6 +48,7 @@ func (c *Config) validate() []fieldError {
 		add("agent.gracePeriod", fmt.Errorf("must not be negative, got %q", c.Agent.GracePeriod))
 	}
 	add("agent.listen", checkListen(c.Agent.Listen, c.Agent.AllowNonLoopback))
+	fes = append(fes, c.validateKubernetes()...)
 	fes = append(fes, c.Incoming.validate()...)
 	filters := []struct {
 		name string
@@ -79,9 +80,11 @@ func (c *Config) validate() []fieldError {
 }
 
 // normalize rewrites values into the one form the rest of doppel expects:
-// HTTP methods in upper case. It runs before validation.
+// HTTP methods in upper case, a kubeconfig path without a leading "~/". It
+// runs before validation.
 func (c *Config) normalize() {
 	c.Incoming.HTTP.normalize()
+	c.Kubernetes.normalize()
 }
 
 // LogLevels are the values LogLevel accepts, least severe first.

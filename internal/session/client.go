@@ -134,6 +134,32 @@ func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	return io.ReadAll(st)
 }
 
+// CopyFile copies a file from inside the target's root to w.
+func (c *Client) CopyFile(ctx context.Context, path string, w io.Writer) (int64, error) {
+	st, err := c.open(ctx, wire.Request{Kind: wire.KindReadFile, Path: path})
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	defer stop()
+	return io.Copy(w, st)
+}
+
+// Lookup resolves a path inside the target's root, name by name (wire.Lookup).
+func (c *Client) Lookup(ctx context.Context, path string) (wire.Lookup, error) {
+	var res wire.Lookup
+	st, err := c.open(ctx, wire.Request{Kind: wire.KindLookup, Path: path})
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	if err := json.NewDecoder(st).Decode(&res); err != nil {
+		return res, fmt.Errorf("decode lookup of %s: %w", path, err)
+	}
+	return res, nil
+}
+
 // Info asks for the target's identity: pid, hostname and environment.
 func (c *Client) Info(ctx context.Context) (wire.Info, error) {
 	var info wire.Info

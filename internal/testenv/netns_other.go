@@ -12,3 +12,6 @@ import (
 func (tp *Topology) DialClient(ctx context.Context, network, address string) (net.Conn, error) {
 	return nil, errors.New("dial from the client namespace: network namespaces need Linux")
 }
+
+// SweepNetNS has nothing to sweep without Linux network namespaces.
+func SweepNetNS(prefix string) error { return nil }

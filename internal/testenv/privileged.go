@@ -8,6 +8,10 @@ import (
 // PrivilegedEnv is the environment variable that turns on the privileged test tier.
 const PrivilegedEnv = "DOPPEL_PRIVILEGED_TESTS"
 
+// LaptopPrefix starts the names of the network namespaces NewLaptop makes:
+// LaptopPrefix<test binary pid>-<n>. SweepNetNS(LaptopPrefix) removes those of dead test binaries.
+const LaptopPrefix = "dpl-lap"
+
 // Privileged skips t unless DOPPEL_PRIVILEGED_TESTS=1. When the variable is set but the process
 // is not root, t fails: a privileged run that silently skips everything would look green.
 func Privileged(t testing.TB) {

@@ -20,7 +20,7 @@ import (
 
 // Version is the protocol version this build speaks. A client and an agent of different
 // versions refuse each other during the handshake.
-const Version uint16 = 2
+const Version uint16 = 3
 
 // Magic opens every handshake message, so that a peer speaking something else is recognised at
 // once instead of being read as a version and a secret.
@@ -140,6 +140,10 @@ const (
 	// the real client sent; steal: both ways). There is no reply: the client closes the
 	// stream to refuse it.
 	KindIncoming Kind = 6
+	// KindLookup: body is an absolute path inside the target's root; after an OK reply the
+	// stream carries a JSON Lookup (every name the path's resolution went through, and a
+	// directory's entries) and then closes.
+	KindLookup Kind = 7
 )
 
 func (k Kind) String() string {
@@ -156,6 +160,8 @@ func (k Kind) String() string {
 		return "subscribe"
 	case KindIncoming:
 		return "incoming"
+	case KindLookup:
+		return "lookup"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -164,7 +170,7 @@ func (k Kind) String() string {
 type Request struct {
 	Kind     Kind
 	Addr     netip.AddrPort // KindDialTCP
-	Path     string         // KindReadFile
+	Path     string         // KindReadFile, KindLookup
 	Sub      Subscription   // KindSubscribe
 	Incoming Incoming       // KindIncoming
 }
@@ -175,7 +181,7 @@ func WriteRequest(w io.Writer, r Request) error {
 	switch r.Kind {
 	case KindDialTCP:
 		body = AppendAddr(nil, r.Addr)
-	case KindReadFile:
+	case KindReadFile, KindLookup:
 		if len(r.Path) > MaxBody {
 			return fmt.Errorf("path too long (%d bytes)", len(r.Path))
 		}
@@ -223,7 +229,7 @@ func ReadRequest(rd io.Reader) (Request, error) {
 			return Request{}, fmt.Errorf("dial request: %d trailing bytes", len(body)-n)
 		}
 		r.Addr = a
-	case KindReadFile:
+	case KindReadFile, KindLookup:
 		r.Path = string(body)
 	case KindSubscribe:
 		sub, err := parseSubscription(body)
@@ -379,6 +385,8 @@ type Info struct {
 	PID      int      `json:"pid"`
 	Hostname string   `json:"hostname"`
 	Env      []string `json:"env"`
+	// EnvNote, when set, says why Env may lack variables the target has.
+	EnvNote string `json:"envNote,omitempty"`
 	// Mounts are the mount points of the target's mount namespace, from its mountinfo, in
 	// order: where its volumes are.
 	Mounts []string `json:"mounts,omitempty"`
@@ -586,4 +594,29 @@ func (c *frameConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// Lookup is what a KindLookup stream carries, as JSON: the resolution of a path inside the
+// target's root, name by name, as open(2) would resolve it there.
+type Lookup struct {
+	// Entries are every name the resolution visited, in order: each directory on the way,
+	// each symbolic link followed (with its content) and the names its content led to, and the
+	// last name; then, when the path resolved to a directory, that directory's entries.
+	Entries []Entry `json:"entries"`
+	// Errno is why the resolution stopped (ENOENT, ENOTDIR, ELOOP, EACCES), 0 when the path
+	// resolved.
+	Errno int `json:"errno,omitempty"`
+	// Truncated says that the directory had more entries than the lookup carries.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Entry is one name in the target's root and what lstat(2) says of it.
+type Entry struct {
+	Path  string `json:"path"` // absolute, with no symbolic link before its last name
+	Mode  uint32 `json:"mode"` // st_mode: type and permission bits
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime"` // nanoseconds since the epoch
+	Link  string `json:"link,omitempty"`
 }

@@ -60,6 +60,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Kind: KindDialTCP, Addr: netip.MustParseAddrPort("[fd00::1]:80")},
 		{Kind: KindUDP},
 		{Kind: KindReadFile, Path: "/etc/resolv.conf"},
+		{Kind: KindLookup, Path: "/etc/config/..data/app.yaml"},
 		{Kind: KindInfo},
 		{Kind: KindSubscribe, Sub: Subscription{Port: 80, Mode: ModeMirror}},
 		{Kind: KindSubscribe, Sub: Subscription{Port: 8080, Mode: ModeSteal, Filter: HTTPFilter{
@@ -183,6 +184,7 @@ func FuzzReadRequest(f *testing.F) {
 	for _, r := range []Request{
 		{Kind: KindDialTCP, Addr: netip.MustParseAddrPort("10.0.0.1:80")},
 		{Kind: KindReadFile, Path: "/etc/hosts"},
+		{Kind: KindLookup, Path: "/etc"},
 		{Kind: KindInfo},
 		{Kind: KindSubscribe, Sub: Subscription{Port: 80, Mode: ModeSteal, Filter: HTTPFilter{Headers: []string{"A: b"}, Path: "x", Methods: []string{"GET"}}}},
 		{Kind: KindIncoming, Incoming: Incoming{Port: 80, Mode: ModeMirror,

@@ -5,8 +5,10 @@ package cluster_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +26,15 @@ func kubeconfig(t *testing.T) string {
 	return kc
 }
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(testenv.PrivilegedEnv) == "1" && os.Geteuid() == 0 {
+		if err := testenv.SweepNetNS(testenv.LaptopPrefix); err != nil {
+			fmt.Fprintf(os.Stderr, "cluster tests: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(testenv.Main(m))
+}
 
 // kubectl runs the cluster's kubectl (next to the kubeconfig's binaries: KUBECTL, else PATH).
 func kubectl(t *testing.T, kc string, args ...string) string {
@@ -97,5 +107,21 @@ func TestLs(t *testing.T) {
 	out, err = exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns, "deployment/wbe").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "deployment wbe not found in namespace "+ns+"; did you mean deployment/web?") {
 		t.Errorf("doppel ls deployment/wbe: %v\n%s", err, out)
+	}
+
+	// As a kubectl plugin: kubectl finds kubectl-doppel on PATH and runs it.
+	plugins := t.TempDir()
+	if err := os.Symlink(doppel, filepath.Join(plugins, "kubectl-doppel")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Getenv("KUBECTL"), "doppel", "ls", "--kubeconfig", kc, "-n", ns)
+	cmd.Env = append(os.Environ(), "PATH="+plugins+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "deployment/web") {
+		t.Errorf("kubectl doppel ls: %v\n%s", err, out)
+	}
+	cmd = exec.Command(os.Getenv("KUBECTL"), "doppel", "--help")
+	cmd.Env = append(os.Environ(), "PATH="+plugins+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "kubectl doppel [command]") {
+		t.Errorf("kubectl doppel --help should name itself so: %v\n%s", err, out)
 	}
 }

@@ -379,13 +379,17 @@ func TestDoppelExecAgentKilled(t *testing.T) {
 	}
 }
 
-// A Kubernetes target parses but is refused, with a sentence that says what works, before
-// anything starts.
-func TestDoppelExecKubernetesTargetRefused(t *testing.T) {
+// A Kubernetes target without a cluster configured (no kubeconfig, not in a pod) is one clear
+// error before anything starts, not a connection to client-go's default localhost:8080.
+func TestDoppelExecKubernetesTargetWithoutCluster(t *testing.T) {
 	tp, doppel := setup(t)
-	for _, spec := range []string{"deployment/nginx", "none", "pod/nginx/container/app"} {
+	for spec, want := range map[string]string{
+		"deployment/nginx":        "no Kubernetes cluster configured: pass --kubeconfig",
+		"pod/nginx/container/app": "no Kubernetes cluster configured: pass --kubeconfig",
+		"none":                    "--target none is not supported by this build yet",
+	} {
 		r := runDoppelArgs(t, tp, doppel, "", nil, "exec", "--target", spec, "--", "sh", "-c", "echo started")
-		if r.exitCode != 125 || !strings.Contains(r.stderr, "not supported by this build yet; use pid:PID") || strings.Contains(r.stdout, "started") {
+		if r.exitCode != 125 || !strings.Contains(r.stderr, want) || strings.Contains(r.stdout, "started") {
 			t.Errorf("--target %s: %s", spec, r)
 		}
 	}

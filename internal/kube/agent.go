@@ -1,0 +1,605 @@
+package kube
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// AgentPort is the port the agent listens on, on the loopback of its own pod (the agent Job's
+// pod has a network namespace of its own, so the port is always free there).
+const AgentPort = 4711
+
+// Labels on everything doppel creates in a cluster.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelName      = "app.kubernetes.io/name"
+	LabelSession   = "doppel.dev/session"
+	AnnotTarget    = "doppel.dev/target"
+	managedBy      = "doppel"
+	agentName      = "doppel-agent"
+	secretKey      = "secret"
+)
+
+// AgentSpec says how to run an agent beside a target pod.
+type AgentSpec struct {
+	// Image is the agent image; PullPolicy its pull policy ("" is IfNotPresent).
+	Image      string
+	PullPolicy corev1.PullPolicy
+	// Namespace is where the agent's Job and Secret are made; "" is the target pod's.
+	Namespace string
+	// Labels and Annotations are added to the Job, its pod and the Secret.
+	Labels, Annotations map[string]string
+	// NodeSelector is added to the agent's pod (which is pinned to the target's node anyway).
+	NodeSelector map[string]string
+	// Tolerations of the agent's pod; nil tolerates every taint, as the pod must run on the
+	// node where the target runs whatever its taints.
+	Tolerations []corev1.Toleration
+	Resources   corev1.ResourceRequirements
+	// Capabilities are the Linux capabilities the agent gets (every other one is dropped);
+	// Privileged makes it a privileged container instead.
+	Capabilities []corev1.Capability
+	Privileged   bool
+	// Secret is the session's secret, given to the agent through a Secret object.
+	Secret []byte
+	// Grace is the agent's --grace; LogLevel its --log-level.
+	Grace    time.Duration
+	LogLevel string
+	// Target names the target in the annotations (as the user wrote it).
+	Target string
+	// Progress, when set, is told each phase of the start: "creating", "scheduling",
+	// "pulling", "starting", "running".
+	Progress func(phase, detail string)
+}
+
+// Agent is an agent running in a Job's pod beside the target, or in an ephemeral container of
+// the target's pod. Stop removes what can be removed.
+type Agent struct {
+	cs        kubernetes.Interface
+	Namespace string
+	Pod       string // the agent's pod, once it runs (the target's pod for an ephemeral agent)
+	Port      int    // where the agent listens, on its pod's loopback
+	Job       string // the Job's name, "" for an ephemeral agent
+	Secret    string // the Secret's name
+	Container string // the agent's container
+	jobUID    types.UID
+}
+
+// NewSessionID returns a random id naming a session's objects: 10 lower-case hex digits.
+func NewSessionID() string {
+	var b [5]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// AgentJob returns the Job that runs the agent beside the target container of pod: on the
+// pod's node, with the node's process list (hostPID) to find the container's process, holding
+// only spec's capabilities, and deleted by Kubernetes once it has finished (the agent finishes
+// when its client has been gone for the grace period, or at SIGTERM when the Job is deleted).
+func AgentJob(spec AgentSpec, session string, pod *corev1.Pod, containerID string) *batchv1.Job {
+	name := agentName + "-" + session
+	ns := spec.Namespace
+	if ns == "" {
+		ns = pod.Namespace
+	}
+	labels := agentLabels(spec, session)
+	annotations := maps.Clone(spec.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[AnnotTarget] = fmt.Sprintf("%s/%s (pod %s/%s)", pod.Namespace, spec.Target, pod.Namespace, pod.Name)
+	tolerations := spec.Tolerations
+	if tolerations == nil {
+		tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	}
+	pull := spec.PullPolicy
+	if pull == "" {
+		pull = corev1.PullIfNotPresent
+	}
+	sc := &corev1.SecurityContext{
+		RunAsUser:              ptr(int64(0)),
+		ReadOnlyRootFilesystem: ptr(true),
+	}
+	if spec.Privileged {
+		sc.Privileged = ptr(true)
+	} else {
+		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: spec.Capabilities}
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, Annotations: annotations},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr(int32(0)),
+			TTLSecondsAfterFinished: ptr(int32(0)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					NodeName:                      pod.Spec.NodeName,
+					HostPID:                       true,
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					AutomountServiceAccountToken:  ptr(false),
+					EnableServiceLinks:            ptr(false),
+					TerminationGracePeriodSeconds: ptr(int64(10)),
+					NodeSelector:                  spec.NodeSelector,
+					Tolerations:                   tolerations,
+					Containers: []corev1.Container{{
+						Name:            agentName,
+						Image:           spec.Image,
+						ImagePullPolicy: pull,
+						Command:         agentCommand(spec, "--container-id", containerID, AgentPort),
+						Env: []corev1.EnvVar{{Name: "DOPPEL_AGENT_SECRET", ValueFrom: &corev1.EnvVarSource{
+							SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: secretKey}}}},
+						Resources:                spec.Resources,
+						SecurityContext:          sc,
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+					}},
+				},
+			},
+		},
+	}
+}
+
+func agentLabels(spec AgentSpec, session string) map[string]string {
+	labels := maps.Clone(spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelManagedBy] = managedBy
+	labels[LabelName] = agentName
+	labels[LabelSession] = session
+	return labels
+}
+
+// ContainerID returns the runtime id of a pod's running container (its status's containerID
+// without the "containerd://" prefix).
+func ContainerID(pod *corev1.Pod, name string) (string, error) {
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.Name != name {
+			continue
+		}
+		if s.State.Running == nil {
+			return "", fmt.Errorf("container %s of pod %s/%s is not running", name, pod.Namespace, pod.Name)
+		}
+		_, id, ok := strings.Cut(s.ContainerID, "://")
+		if !ok || id == "" {
+			return "", fmt.Errorf("container %s of pod %s/%s: no container id in its status (%q)", name, pod.Namespace, pod.Name, s.ContainerID)
+		}
+		return id, nil
+	}
+	return "", fmt.Errorf("container %s of pod %s/%s has no status yet", name, pod.Namespace, pod.Name)
+}
+
+// StartAgent starts the agent beside container of pod and waits until it runs, telling
+// spec.Progress each phase. It fails fast with the cluster's reason: forbidden by RBAC or
+// admission, an image that cannot be pulled, a pod the node refused, an agent that exited; and
+// after timeout. Whatever it created is removed when it fails.
+func StartAgent(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, pod *corev1.Pod, container string, timeout time.Duration) (*Agent, error) {
+	progress := spec.Progress
+	if progress == nil {
+		progress = func(string, string) {}
+	}
+	id, err := ContainerID(pod, container)
+	if err != nil {
+		return nil, err
+	}
+	session := NewSessionID()
+	job := AgentJob(spec, session, pod, id)
+	a := &Agent{cs: cs, Namespace: job.Namespace, Job: job.Name, Secret: job.Name, Container: agentName, Port: AgentPort}
+	progress("creating", fmt.Sprintf("job %s/%s on node %s", job.Namespace, job.Name, pod.Spec.NodeName))
+
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name, Namespace: job.Namespace, Labels: job.Labels, Annotations: job.Annotations},
+		Data:       map[string][]byte{secretKey: []byte(hex.EncodeToString(spec.Secret))},
+	}
+	if _, err := cs.CoreV1().Secrets(job.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		return nil, apiError("create the agent's secret", job.Namespace, err)
+	}
+	created, err := cs.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	if err != nil {
+		a.deleteSecret()
+		return nil, apiError("create the agent's job", job.Namespace, err)
+	}
+	a.jobUID = created.UID
+	// The Secret belongs to the Job: Kubernetes deletes it with the Job, also when doppel
+	// cannot.
+	owner := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"batch/v1","kind":"Job","name":%q,"uid":%q}]}}`, created.Name, created.UID)
+	if _, err := cs.CoreV1().Secrets(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
+		a.Stop()
+		return nil, apiError("give the agent's secret to its job", job.Namespace, err)
+	}
+
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := a.waitRunning(ctx, progress); err != nil {
+		a.Stop()
+		return nil, startError(parent, ctx, timeout, err)
+	}
+	return a, nil
+}
+
+// EphemeralAgent returns the ephemeral container that runs the agent in pod, in the process
+// namespace of its target container (whose first process is then pid 1) and in the pod's
+// network, listening on port of the pod's loopback. It adds only spec's capabilities to the
+// container runtime's default set and runs as the pod's user.
+func EphemeralAgent(spec AgentSpec, session string, port int, container string) corev1.EphemeralContainer {
+	name := agentName + "-" + session
+	pull := spec.PullPolicy
+	if pull == "" {
+		pull = corev1.PullIfNotPresent
+	}
+	var sc *corev1.SecurityContext
+	switch {
+	case spec.Privileged:
+		sc = &corev1.SecurityContext{Privileged: ptr(true)}
+	case len(spec.Capabilities) > 0:
+		sc = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: spec.Capabilities}}
+	}
+	return corev1.EphemeralContainer{
+		TargetContainerName: container,
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name:            name,
+			Image:           spec.Image,
+			ImagePullPolicy: pull,
+			Command:         agentCommand(spec, "--pid", "1", port),
+			Env: []corev1.EnvVar{{Name: "DOPPEL_AGENT_SECRET", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: secretKey}}}},
+			SecurityContext:          sc,
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		},
+	}
+}
+
+// agentCommand is the agent's command line: its target (flag and value), its loopback port.
+func agentCommand(spec AgentSpec, flag, value string, port int) []string {
+	grace := spec.Grace
+	if grace <= 0 {
+		grace = 5 * time.Second
+	}
+	level := spec.LogLevel
+	if level == "" {
+		level = "warn"
+	}
+	return []string{"/doppel", "agent", flag, value, "--listen", "127.0.0.1:" + strconv.Itoa(port),
+		"--grace", grace.String(), "--log-level", level}
+}
+
+// StartEphemeral starts the agent as an ephemeral container of pod beside container and waits
+// until it runs, as StartAgent does. The container stays in the pod's spec after the session
+// (Kubernetes cannot remove ephemeral containers); its Secret belongs to the pod and is deleted
+// by Stop.
+func StartEphemeral(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, pod *corev1.Pod, container string, timeout time.Duration) (*Agent, error) {
+	progress := spec.Progress
+	if progress == nil {
+		progress = func(string, string) {}
+	}
+	session := NewSessionID()
+	// The agent shares the pod's network: a port above the usual service ports, picked by the
+	// session id, keeps clear of the target's own listeners.
+	port := 20000 + int(sessionNumber(session)%40000)
+	ec := EphemeralAgent(spec, session, port, container)
+	a := &Agent{cs: cs, Namespace: pod.Namespace, Pod: pod.Name, Port: port, Secret: ec.Name, Container: ec.Name}
+	progress("creating", fmt.Sprintf("ephemeral container %s in pod %s/%s", ec.Name, pod.Namespace, pod.Name))
+
+	labels := agentLabels(spec, session)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ec.Name, Namespace: pod.Namespace, Labels: labels, Annotations: spec.Annotations,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}},
+		Data: map[string][]byte{secretKey: []byte(hex.EncodeToString(spec.Secret))},
+	}
+	if _, err := cs.CoreV1().Secrets(pod.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		return nil, apiError("create the agent's secret", pod.Namespace, err)
+	}
+	p := pod.DeepCopy()
+	p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, ec)
+	if _, err := cs.CoreV1().Pods(pod.Namespace).UpdateEphemeralContainers(ctx, pod.Name, p, metav1.UpdateOptions{}); err != nil {
+		a.deleteSecret()
+		return nil, apiError("add the agent's ephemeral container to pod "+pod.Name, pod.Namespace, err)
+	}
+
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	for {
+		p, err := cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			a.deleteSecret()
+			if ctx.Err() != nil {
+				return nil, startError(parent, ctx, timeout, errors.New(cmp.Or(last, "no status yet")))
+			}
+			return nil, apiError("read pod "+pod.Name, pod.Namespace, err)
+		}
+		phase, detail := "starting", ""
+		for _, st := range p.Status.EphemeralContainerStatuses {
+			if st.Name != ec.Name {
+				continue
+			}
+			var done bool
+			if done, phase, detail, err = containerState(st); err != nil {
+				a.deleteSecret()
+				if logs := a.logs(ctx, pod.Name); logs != "" {
+					err = fmt.Errorf("%w\nagent log:\n%s", err, logs)
+				}
+				return nil, err
+			}
+			if done {
+				progress("running", "ephemeral container "+ec.Name)
+				return a, nil
+			}
+		}
+		if phase+detail != last {
+			last = phase + detail
+			progress(phase, detail)
+		}
+		select {
+		case <-ctx.Done():
+			a.deleteSecret()
+			return nil, startError(parent, ctx, timeout, errors.New(cmp.Or(last, "no status yet")))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// sessionNumber is a session id's hex digits as a number.
+func sessionNumber(session string) uint64 {
+	n, _ := strconv.ParseUint(session, 16, 64)
+	return n
+}
+
+// startError explains a start that failed with err: the cluster's reason, the caller's
+// cancellation (parent), or the start timeout (ctx).
+func startError(parent, ctx context.Context, timeout time.Duration, err error) error {
+	switch {
+	case errors.Is(err, errAgentFailed):
+		return err
+	case parent.Err() != nil:
+		return fmt.Errorf("start the agent: %w (%v)", context.Cause(parent), err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("the agent did not start within %v (%v); --agent-timeout waits longer", timeout, err)
+	}
+	return err
+}
+
+// errAgentFailed marks a start that failed for a reason the cluster gave.
+var errAgentFailed = errors.New("the agent failed to start")
+
+// waitRunning polls the Job's pod until its agent container runs, reporting phases as they
+// change.
+func (a *Agent) waitRunning(ctx context.Context, progress func(string, string)) error {
+	last := ""
+	report := func(phase, detail string) {
+		if phase+detail != last {
+			last = phase + detail
+			progress(phase, detail)
+		}
+	}
+	selector := "batch.kubernetes.io/controller-uid=" + string(a.jobUID)
+	status := "no pod yet"
+	for {
+		pods, err := a.cs.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			if ctx.Err() != nil {
+				return errors.New(status)
+			}
+			return apiError("list the agent's pod", a.Namespace, err)
+		}
+		if len(pods.Items) == 0 {
+			if msg := a.jobFailure(ctx); msg != "" {
+				return fmt.Errorf("%w: the job could not create its pod: %s", errAgentFailed, msg)
+			}
+			report("scheduling", "")
+		} else {
+			p := &pods.Items[0]
+			a.Pod = p.Name
+			done, phase, detail, err := agentPodState(p)
+			if err != nil {
+				if logs := a.logs(ctx, p.Name); logs != "" {
+					err = fmt.Errorf("%w\nagent log:\n%s", err, logs)
+				}
+				return err
+			}
+			if phase == "starting" && a.pulling(ctx, p) {
+				phase, detail = "pulling", p.Spec.Containers[0].Image
+			}
+			if phase == "running" {
+				detail = "pod " + p.Name
+			}
+			status = phase + " " + detail
+			report(phase, detail)
+			if done {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New(strings.TrimSpace(status))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// agentPodState reads where the agent's pod is: running (done), a phase to report, or a
+// failure with the cluster's reason.
+func agentPodState(p *corev1.Pod) (done bool, phase, detail string, err error) {
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		msg := p.Status.Message
+		if msg == "" {
+			msg = p.Status.Reason
+		}
+		for _, s := range p.Status.ContainerStatuses {
+			if t := s.State.Terminated; t != nil {
+				msg = strings.TrimSpace(fmt.Sprintf("exited with status %d %s %s", t.ExitCode, t.Reason, t.Message))
+			}
+		}
+		return false, "", "", fmt.Errorf("%w: agent pod %s/%s %s: %s", errAgentFailed, p.Namespace, p.Name, strings.ToLower(string(p.Status.Phase)), msg)
+	}
+	if p.Spec.NodeName == "" {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+				return false, "", "", fmt.Errorf("%w: agent pod %s/%s is unschedulable: %s", errAgentFailed, p.Namespace, p.Name, c.Message)
+			}
+		}
+		return false, "scheduling", "", nil
+	}
+	if len(p.Status.ContainerStatuses) > 0 {
+		return containerState(p.Status.ContainerStatuses[0])
+	}
+	return false, "starting", "", nil
+}
+
+// containerState reads where the agent's container is, as agentPodState.
+func containerState(s corev1.ContainerStatus) (done bool, phase, detail string, err error) {
+	switch {
+	case s.State.Running != nil:
+		return true, "running", "", nil
+	case s.State.Terminated != nil:
+		t := s.State.Terminated
+		msg := fmt.Sprintf("the agent exited with status %d", t.ExitCode)
+		if t.Reason != "" {
+			msg += " (" + t.Reason + ")"
+		}
+		if m := strings.TrimSpace(t.Message); m != "" {
+			msg += ": " + m
+		}
+		return false, "", "", fmt.Errorf("%w: %s", errAgentFailed, msg)
+	case s.State.Waiting != nil:
+		w := s.State.Waiting
+		switch w.Reason {
+		case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable":
+			return false, "", "", fmt.Errorf("%w: cannot pull the agent image %s: %s: %s (--agent-image names another)", errAgentFailed, s.Image, w.Reason, w.Message)
+		case "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "CrashLoopBackOff", "PreCreateHookError", "PreStartHookError":
+			return false, "", "", fmt.Errorf("%w: %s: %s", errAgentFailed, w.Reason, w.Message)
+		case "", "ContainerCreating", "PodInitializing":
+			return false, "starting", "", nil
+		}
+		return false, "starting", w.Reason, nil
+	}
+	return false, "starting", "", nil
+}
+
+// jobFailure reads why the Job made no pod: its FailedCreate events (admission, quota,
+// PodSecurity) or its Failed condition.
+func (a *Agent) jobFailure(ctx context.Context) string {
+	j, err := a.cs.BatchV1().Jobs(a.Namespace).Get(ctx, a.Job, metav1.GetOptions{})
+	if err == nil {
+		for _, c := range j.Status.Conditions {
+			if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+				return c.Reason + ": " + c.Message
+			}
+		}
+	}
+	evs, err := a.cs.CoreV1().Events(a.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.uid=" + string(a.jobUID) + ",reason=FailedCreate"})
+	if err == nil && len(evs.Items) > 0 {
+		return evs.Items[len(evs.Items)-1].Message
+	}
+	return ""
+}
+
+// pulling says whether the kubelet's last word on the pod is that it pulls an image.
+func (a *Agent) pulling(ctx context.Context, p *corev1.Pod) bool {
+	evs, err := a.cs.CoreV1().Events(a.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(p.UID)})
+	if err != nil || len(evs.Items) == 0 {
+		return false
+	}
+	last := evs.Items[0]
+	for _, e := range evs.Items[1:] {
+		if e.LastTimestamp.After(last.LastTimestamp.Time) || e.EventTime.After(last.EventTime.Time) {
+			last = e
+		}
+	}
+	return last.Reason == "Pulling"
+}
+
+// logs returns the tail of the agent's log, "" when there is none.
+func (a *Agent) logs(ctx context.Context, pod string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	rc, err := a.cs.CoreV1().Pods(a.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: a.Container, TailLines: ptr(int64(20))}).Stream(ctx)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 8<<10))
+	return string(bytes.TrimSpace(b))
+}
+
+// Failed returns why the agent's pod stopped, "" while it runs (or cannot be read).
+func (a *Agent) Failed(ctx context.Context) string {
+	p, err := a.cs.CoreV1().Pods(a.Namespace).Get(ctx, a.Pod, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "its pod " + a.Namespace + "/" + a.Pod + " was deleted"
+	}
+	if err != nil {
+		return ""
+	}
+	if a.Job == "" {
+		for _, st := range p.Status.EphemeralContainerStatuses {
+			if st.Name == a.Container {
+				if _, _, _, err := containerState(st); err != nil {
+					return err.Error()
+				}
+			}
+		}
+		return ""
+	}
+	if _, _, _, err := agentPodState(p); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// Stop deletes the agent's Job (and with it its pod and Secret); the agent gets SIGTERM and
+// removes its rules. It does not wait for the pod to be gone.
+func (a *Agent) Stop() error {
+	if a.Job == "" {
+		// An ephemeral container cannot be removed: the agent exits by itself once its client
+		// has been gone for the grace period, and its Secret goes now.
+		a.deleteSecret()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bg := metav1.DeletePropagationBackground
+	err := a.cs.BatchV1().Jobs(a.Namespace).Delete(ctx, a.Job, metav1.DeleteOptions{PropagationPolicy: &bg})
+	if apierrors.IsNotFound(err) {
+		err = nil
+	}
+	a.deleteSecret()
+	if err != nil {
+		return fmt.Errorf("delete the agent's job %s/%s: %w", a.Namespace, a.Job, err)
+	}
+	return nil
+}
+
+func (a *Agent) deleteSecret() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.cs.CoreV1().Secrets(a.Namespace).Delete(ctx, a.Secret, metav1.DeleteOptions{})
+}
+
+// apiError explains a refused API call: for a forbidden one, which permission is missing.
+func apiError(what, ns string, err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("%s in namespace %s: forbidden: %w (docs/KUBERNETES.md lists the role doppel needs)", what, ns, err)
+	}
+	return fmt.Errorf("%s in namespace %s: %w", what, ns, err)
+}
+
+func ptr[T any](v T) *T { return &v }
