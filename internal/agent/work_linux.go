@@ -262,6 +262,9 @@ func (a *agent) readInfo() (wire.Info, error) {
 		}
 		info.Env = []string{}
 		for _, kv := range strings.Split(string(env), "\x00") {
+			if strings.HasPrefix(kv, secretEnv+"=") {
+				continue // the agent's own (a session without a target serves the agent's environment)
+			}
 			if strings.Contains(kv, "=") {
 				info.Env = append(info.Env, kv)
 			} else if kv != "" {
@@ -285,6 +288,10 @@ func (a *agent) readInfo() (wire.Info, error) {
 	})
 	return info, err
 }
+
+// secretEnv carries the session's secret to an agent in a pod; it is never part of the target's
+// environment.
+const secretEnv = "DOPPEL_AGENT_SECRET"
 
 func truncateNote(s string) string {
 	if len(s) > 40 {

@@ -22,6 +22,7 @@ import (
 type agentOptions struct {
 	pid              int
 	containerID      string
+	self             bool
 	listen           string
 	listenFD         int
 	socketsFD        int
@@ -45,6 +46,7 @@ func newAgentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.pid, "pid", 0, "target process id")
+	f.BoolVar(&o.self, "self", false, "no target: serve the agent's own network, files and environment (a session without a target)")
 	f.StringVar(&o.containerID, "container-id", "", "target container's runtime id: the target is its first process (needs the node's process list, hostPID)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to listen on (loopback unless --allow-non-loopback)")
 	f.IntVar(&o.listenFD, "listen-fd", -1, "inherited listening socket to serve instead of --listen")
@@ -59,6 +61,12 @@ func (o *agentOptions) run(ctx context.Context) error {
 	log, err := newLogger(o.logLevel)
 	if err != nil {
 		return err
+	}
+	if o.self {
+		if o.pid != 0 || o.containerID != "" {
+			return fmt.Errorf("agent: --self excludes --pid and --container-id")
+		}
+		o.pid = os.Getpid()
 	}
 	if o.containerID != "" {
 		if o.pid != 0 {

@@ -41,8 +41,10 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	if tgt.None {
-		return fail(fmt.Errorf("--target none is not supported by this build yet; name a pod or workload, or pid:PID for a local process"))
+	if tgt.None && cfg.Incoming.IsEnabled() {
+		// Without a target there is no incoming traffic: the program's listens stay here.
+		off := false
+		cfg.Incoming.Enabled = &off
 	}
 	if err := tgt.Check(); err != nil {
 		return fail(err)

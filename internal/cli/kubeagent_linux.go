@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -73,11 +74,15 @@ func startKubeAgent(ctx context.Context, tgt target.Target, cfg *config.Config, 
 			fmt.Fprintf(os.Stderr, "doppel: [%5.2fs] %s\n", time.Since(begin).Seconds(), fmt.Sprintf(format, args...))
 		}
 	}
-	r, err := kube.Resolve(ctx, cs, dyn, ns, tgt)
-	if err != nil {
-		return nil, err
+	var r kube.Resolved
+	if tgt.None {
+		say("no target: an agent of its own in namespace %s", ns)
+	} else {
+		if r, err = kube.Resolve(ctx, cs, dyn, ns, tgt); err != nil {
+			return nil, err
+		}
+		say("target %s: pod %s/%s, container %s, node %s", tgt, r.Pod.Namespace, r.Pod.Name, r.Container, r.Pod.Spec.NodeName)
 	}
-	say("target %s: pod %s/%s, container %s, node %s", tgt, r.Pod.Namespace, r.Pod.Name, r.Container, r.Pod.Spec.NodeName)
 
 	timeout := time.Duration(cfg.Agent.StartTimeout)
 	if timeout <= 0 {
@@ -96,11 +101,18 @@ func startKubeAgent(ctx context.Context, tgt target.Target, cfg *config.Config, 
 			say("agent %s", phase)
 		}
 	}
-	start := kube.StartAgent
-	if cfg.Agent.Ephemeral {
-		start = kube.StartEphemeral
+	var a *kube.Agent
+	switch {
+	case tgt.None:
+		if cfg.Agent.Ephemeral {
+			return nil, errors.New("--ephemeral needs a target pod to join; --target none runs the agent in a pod of its own")
+		}
+		a, err = kube.StartTargetless(ctx, cs, spec, ns, timeout)
+	case cfg.Agent.Ephemeral:
+		a, err = kube.StartEphemeral(ctx, cs, spec, r.Pod, r.Container, timeout)
+	default:
+		a, err = kube.StartAgent(ctx, cs, spec, r.Pod, r.Container, timeout)
 	}
-	a, err := start(ctx, cs, spec, r.Pod, r.Container, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +171,9 @@ func agentSpec(cfg *config.Config, tgt target.Target) (kube.AgentSpec, error) {
 // traffic, or NET_RAW to capture it.
 func agentCapabilities(cfg *config.Config) []corev1.Capability {
 	var caps []corev1.Capability
+	if strings.TrimSpace(cfg.Target) == "none" {
+		return nil // the agent serves its own pod: nothing to enter, no incoming traffic
+	}
 	if !cfg.Agent.Ephemeral {
 		caps = append(caps, "SYS_ADMIN", "SYS_PTRACE")
 		if cfg.Files.IsEnabled() {

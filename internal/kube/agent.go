@@ -141,7 +141,7 @@ func AgentJob(spec AgentSpec, session string, pod *corev1.Pod, containerID strin
 						Name:            agentName,
 						Image:           spec.Image,
 						ImagePullPolicy: pull,
-						Command:         agentCommand(spec, "--container-id", containerID, AgentPort),
+						Command:         agentCommand(spec, AgentPort, "--container-id", containerID),
 						Env: []corev1.EnvVar{{Name: "DOPPEL_AGENT_SECRET", ValueFrom: &corev1.EnvVarSource{
 							SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: secretKey}}}},
 						Resources:                spec.Resources,
@@ -152,6 +152,36 @@ func AgentJob(spec AgentSpec, session string, pod *corev1.Pod, containerID strin
 			},
 		},
 	}
+}
+
+// TargetlessJob returns the Job of a session without a target (--target none): the agent in a
+// pod of its own in namespace ns, wherever the scheduler puts it, serving the pod's own network,
+// DNS, files (its service account's token) and environment. It needs no privilege at all: it
+// runs as nobody with every capability dropped, as Pod Security's "restricted" level asks.
+func TargetlessJob(spec AgentSpec, session, ns string) *batchv1.Job {
+	job := AgentJob(spec, session, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns}}, "")
+	if spec.Namespace == "" {
+		job.Namespace = ns
+	}
+	job.Annotations[AnnotTarget] = "none (namespace " + job.Namespace + ")"
+	ps := &job.Spec.Template.Spec
+	ps.HostPID = false
+	ps.AutomountServiceAccountToken = nil // the namespace's default: the program reads the token
+	ps.Tolerations = spec.Tolerations
+	c := &ps.Containers[0]
+	c.Command = agentCommand(spec, AgentPort, "--self")
+	if !spec.Privileged {
+		c.SecurityContext = &corev1.SecurityContext{
+			RunAsUser:                ptr(int64(65534)),
+			RunAsGroup:               ptr(int64(65534)),
+			RunAsNonRoot:             ptr(true),
+			AllowPrivilegeEscalation: ptr(false),
+			ReadOnlyRootFilesystem:   ptr(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		}
+	}
+	return job
 }
 
 func agentLabels(spec AgentSpec, session string) map[string]string {
@@ -189,18 +219,31 @@ func ContainerID(pod *corev1.Pod, name string) (string, error) {
 // admission, an image that cannot be pulled, a pod the node refused, an agent that exited; and
 // after timeout. Whatever it created is removed when it fails.
 func StartAgent(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, pod *corev1.Pod, container string, timeout time.Duration) (*Agent, error) {
-	progress := spec.Progress
-	if progress == nil {
-		progress = func(string, string) {}
-	}
 	id, err := ContainerID(pod, container)
 	if err != nil {
 		return nil, err
 	}
 	session := NewSessionID()
 	job := AgentJob(spec, session, pod, id)
+	return startJob(ctx, cs, spec, job, fmt.Sprintf("job %s/%s on node %s", job.Namespace, job.Name, pod.Spec.NodeName), timeout)
+}
+
+// StartTargetless starts the agent of a session without a target in namespace ns
+// (TargetlessJob) and waits until it runs, as StartAgent does.
+func StartTargetless(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, ns string, timeout time.Duration) (*Agent, error) {
+	job := TargetlessJob(spec, NewSessionID(), ns)
+	return startJob(ctx, cs, spec, job, fmt.Sprintf("job %s/%s", job.Namespace, job.Name), timeout)
+}
+
+// startJob creates the agent's Secret and job, gives the Secret to the Job and waits until the
+// agent runs.
+func startJob(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, job *batchv1.Job, what string, timeout time.Duration) (*Agent, error) {
+	progress := spec.Progress
+	if progress == nil {
+		progress = func(string, string) {}
+	}
 	a := &Agent{cs: cs, Namespace: job.Namespace, Job: job.Name, Secret: job.Name, Container: agentName, Port: AgentPort}
-	progress("creating", fmt.Sprintf("job %s/%s on node %s", job.Namespace, job.Name, pod.Spec.NodeName))
+	progress("creating", what)
 
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: job.Name, Namespace: job.Namespace, Labels: job.Labels, Annotations: job.Annotations},
@@ -256,7 +299,7 @@ func EphemeralAgent(spec AgentSpec, session string, port int, container string) 
 			Name:            name,
 			Image:           spec.Image,
 			ImagePullPolicy: pull,
-			Command:         agentCommand(spec, "--pid", "1", port),
+			Command:         agentCommand(spec, port, "--pid", "1"),
 			Env: []corev1.EnvVar{{Name: "DOPPEL_AGENT_SECRET", ValueFrom: &corev1.EnvVarSource{
 				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: secretKey}}}},
 			SecurityContext:          sc,
@@ -265,8 +308,8 @@ func EphemeralAgent(spec AgentSpec, session string, port int, container string) 
 	}
 }
 
-// agentCommand is the agent's command line: its target (flag and value), its loopback port.
-func agentCommand(spec AgentSpec, flag, value string, port int) []string {
+// agentCommand is the agent's command line: its loopback port, its target's flags.
+func agentCommand(spec AgentSpec, port int, target ...string) []string {
 	grace := spec.Grace
 	if grace <= 0 {
 		grace = 5 * time.Second
@@ -275,8 +318,8 @@ func agentCommand(spec AgentSpec, flag, value string, port int) []string {
 	if level == "" {
 		level = "warn"
 	}
-	return []string{"/doppel", "agent", flag, value, "--listen", "127.0.0.1:" + strconv.Itoa(port),
-		"--grace", grace.String(), "--log-level", level}
+	cmd := append([]string{"/doppel", "agent"}, target...)
+	return append(cmd, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--grace", grace.String(), "--log-level", level)
 }
 
 // StartEphemeral starts the agent as an ephemeral container of pod beside container and waits

@@ -958,3 +958,33 @@ func TestAgentFailed(t *testing.T) {
 		})
 	}
 }
+
+// A session without a target runs the agent in a pod of its own that Pod Security's
+// "restricted" level admits: no hostPID, no node pinned, nobody, no capabilities, and the
+// namespace's service-account token mounted for the program to read.
+func TestTargetlessJob(t *testing.T) {
+	spec := AgentSpec{Image: "doppel.local/agent:1", Grace: 3 * time.Second}
+	job := TargetlessJob(spec, "0123456789", "shop")
+	ps := job.Spec.Template.Spec
+	c := ps.Containers[0]
+	if job.Namespace != "shop" || ps.HostPID || ps.NodeName != "" || ps.AutomountServiceAccountToken != nil || ps.Tolerations != nil {
+		t.Errorf("pod: namespace %q hostPID %v node %q automount %v tolerations %v", job.Namespace, ps.HostPID, ps.NodeName,
+			ps.AutomountServiceAccountToken, ps.Tolerations)
+	}
+	want := []string{"/doppel", "agent", "--self", "--listen", "127.0.0.1:4711", "--grace", "3s", "--log-level", "warn"}
+	if diff := cmp.Diff(want, c.Command); diff != "" {
+		t.Errorf("command (-want +got):\n%s", diff)
+	}
+	sc := c.SecurityContext
+	if sc == nil || *sc.RunAsUser != 65534 || !*sc.RunAsNonRoot || *sc.AllowPrivilegeEscalation || sc.Privileged != nil ||
+		len(sc.Capabilities.Add) != 0 || len(sc.Capabilities.Drop) != 1 || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("security context %+v is not restricted", sc)
+	}
+	if job.Annotations[AnnotTarget] != "none (namespace shop)" {
+		t.Errorf("annotation %q", job.Annotations[AnnotTarget])
+	}
+	spec.Namespace = "agents"
+	if job := TargetlessJob(spec, "0123456789", "shop"); job.Namespace != "agents" {
+		t.Errorf("with agent.namespace: %s", job.Namespace)
+	}
+}

@@ -81,7 +81,7 @@ func TestBenchKube(t *testing.T) {
 	if err := writeBig(filepath.Join(dir, "big.bin"), size); err != nil {
 		t.Fatal(err)
 	}
-	apply(t, s.admin, s.ns, fmt.Sprintf(filesManifest, dir))
+	applyIn(t, s.admin, s.ns, fmt.Sprintf(filesManifest, dir))
 	kubectl(t, s.admin, "-n", s.ns, "rollout", "status", "deployment/files", "--timeout=90s")
 	pod := strings.TrimSpace(kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app=files", "-o", "jsonpath={.items[0].metadata.name}"))
 	podIP := strings.TrimSpace(kubectl(t, s.admin, "-n", s.ns, "get", "pod", pod, "-o", "jsonpath={.status.podIP}"))

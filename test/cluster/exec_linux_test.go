@@ -154,7 +154,7 @@ func newShop(t *testing.T) *shop {
 		}
 		exec.Command(os.Getenv("KUBECTL"), "--kubeconfig", s.admin, "delete", "namespace", s.ns, "--wait=false").Run()
 	})
-	apply(t, s.admin, s.ns, shopManifest)
+	applyIn(t, s.admin, s.ns, shopManifest)
 	kubectl(t, s.admin, "-n", s.ns, "rollout", "status", "deployment/nginx", "deployment/backend", "--timeout=90s")
 
 	// The developer: a service account holding docs/rbac.yaml's Role and nothing else.
@@ -162,7 +162,7 @@ func newShop(t *testing.T) *shop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(t, s.admin, s.ns, string(rbac))
+	applyIn(t, s.admin, s.ns, string(rbac))
 	kubectl(t, s.admin, "-n", s.ns, "create", "serviceaccount", "dev")
 	kubectl(t, s.admin, "-n", s.ns, "create", "rolebinding", "dev-doppel", "--role=doppel-user", "--serviceaccount="+s.ns+":dev")
 	token := strings.TrimSpace(kubectl(t, s.admin, "-n", s.ns, "create", "token", "dev", "--duration=1h"))
@@ -294,6 +294,10 @@ func TestExecIncomingMirror(t *testing.T) {
 	if err != nil {
 		t.Fatalf("doppel exec: %v\n%s", err, out)
 	}
+	svcIP := strings.TrimSpace(kubectl(t, s.admin, "-n", s.ns, "get", "service", "nginx", "-o", "jsonpath={.spec.clusterIP}"))
+	if !strings.Contains(string(out), "resolved nginx: "+svcIP+"\n") {
+		t.Errorf("the program did not resolve nginx to the Service's address %s:\n%s", svcIP, out)
+	}
 	if !strings.Contains(string(out), "request GET /from-client from "+clientIP+":") {
 		t.Errorf("the program did not log the client pod %s:\n%s", clientIP, out)
 	}
@@ -369,15 +373,6 @@ func importAgentImage(t *testing.T, doppel string) string {
 		t.Fatalf("import the agent image: %v\n%s", err, out)
 	}
 	return ref
-}
-
-func apply(t *testing.T, kc, ns, manifest string) {
-	t.Helper()
-	cmd := exec.Command(os.Getenv("KUBECTL"), "--kubeconfig", kc, "-n", ns, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(manifest)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply: %v\n%s", err, out)
-	}
 }
 
 func moduleRoot(t *testing.T) string {
@@ -529,6 +524,27 @@ func TestExecStartFailures(t *testing.T) {
 				t.Errorf("the last line should be doppel's one error:\n%s", out)
 			}
 		})
+	}
+	s.checkNothingLeft(t)
+}
+
+// --target none: an agent of its own in the namespace, admitted under Pod Security's
+// "restricted" level, gives the program the namespace's DNS, network and service-account
+// token; no incoming traffic.
+func TestExecTargetless(t *testing.T) {
+	s := newShop(t)
+	kubectl(t, s.admin, "label", "namespace", s.ns, "pod-security.kubernetes.io/enforce=restricted")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	script := `curl -sS --max-time 10 http://backend/ && cat /var/run/secrets/kubernetes.io/serviceaccount/namespace && echo && echo "secret=$DOPPEL_AGENT_SECRET"`
+	out, err := s.exec(ctx, []string{"--target", "none"}, "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("doppel exec --target none: %v\n%s", err, out)
+	}
+	for _, want := range []string{"backend only in the cluster\n", s.ns + "\n", "secret=\n", "no target: an agent of its own in namespace " + s.ns} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 	s.checkNothingLeft(t)
 }

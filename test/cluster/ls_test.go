@@ -50,6 +50,38 @@ func kubectl(t *testing.T, kc string, args ...string) string {
 	return string(out)
 }
 
+// rolloutCRD is a minimal CustomResourceDefinition of Argo Rollouts' Rollout.
+const rolloutCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: rollouts.argoproj.io}
+spec:
+  group: argoproj.io
+  names: {kind: Rollout, listKind: RolloutList, plural: rollouts, singular: rollout, shortNames: [ro]}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+func applyCluster(t *testing.T, kc, manifest string) { applyIn(t, kc, "", manifest) }
+
+// applyIn applies manifest (in namespace ns unless it is "").
+func applyIn(t *testing.T, kc, ns, manifest string) {
+	t.Helper()
+	args := []string{"--kubeconfig", kc, "apply", "-f", "-"}
+	if ns != "" {
+		args = append(args, "-n", ns)
+	}
+	cmd := exec.Command(os.Getenv("KUBECTL"), args...)
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+}
+
 // doppel ls lists a namespace's deployment, its service and its pod, in a table and as JSON.
 func TestLs(t *testing.T) {
 	kc := kubeconfig(t)
@@ -107,6 +139,25 @@ func TestLs(t *testing.T) {
 	out, err = exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns, "deployment/wbe").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "deployment wbe not found in namespace "+ns+"; did you mean deployment/web?") {
 		t.Errorf("doppel ls deployment/wbe: %v\n%s", err, out)
+	}
+
+	// An Argo Rollout, found through the dynamic client once its CRD exists (no controller
+	// needed: the Rollout's selector picks the deployment's pod).
+	applyCluster(t, kc, rolloutCRD)
+	kubectl(t, kc, "wait", "--for=condition=Established", "crd/rollouts.argoproj.io", "--timeout=30s")
+	applyIn(t, kc, ns, `apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web-canary}
+spec:
+  selector: {matchLabels: {app: web}}
+`)
+	out, err = exec.Command(doppel, "ls", "--kubeconfig", kc, "-n", ns, "-o", "json", "rollout/web-canary").CombinedOutput()
+	var r map[string]string
+	if err == nil {
+		err = json.Unmarshal(out, &r)
+	}
+	if err != nil || !strings.HasPrefix(r["pod"], "web-") || r["target"] != "rollout/web-canary" {
+		t.Errorf("doppel ls rollout/web-canary: %v %v\n%s", err, r, out)
 	}
 
 	// As a kubectl plugin: kubectl finds kubectl-doppel on PATH and runs it.

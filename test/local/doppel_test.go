@@ -386,7 +386,7 @@ func TestDoppelExecKubernetesTargetWithoutCluster(t *testing.T) {
 	for spec, want := range map[string]string{
 		"deployment/nginx":        "no Kubernetes cluster configured: pass --kubeconfig",
 		"pod/nginx/container/app": "no Kubernetes cluster configured: pass --kubeconfig",
-		"none":                    "--target none is not supported by this build yet",
+		"none":                    "no Kubernetes cluster configured: pass --kubeconfig",
 	} {
 		r := runDoppelArgs(t, tp, doppel, "", nil, "exec", "--target", spec, "--", "sh", "-c", "echo started")
 		if r.exitCode != 125 || !strings.Contains(r.stderr, want) || strings.Contains(r.stdout, "started") {
