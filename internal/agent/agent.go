@@ -40,7 +40,9 @@ type Options struct {
 	// Sockets, when set, is a unix SOCK_SEQPACKET socket to a client on this machine, on which
 	// the agent hands out TCP sockets made in the target's network namespace (local targets).
 	Sockets *os.File
-	Logger  *slog.Logger
+	// StreamWindow is each stream's receive window (wire.MuxConfig; 0: the default).
+	StreamWindow uint32
+	Logger       *slog.Logger
 }
 
 // deadlinePast is a deadline that has passed: setting it wakes a blocked read.
@@ -119,7 +121,7 @@ func Run(ctx context.Context, opt Options) error {
 				conn.Close()
 				continue
 			}
-			s, err := yamux.Server(wire.MuxConn(conn), wire.MuxConfig())
+			s, err := yamux.Server(wire.MuxConn(conn), wire.MuxConfig(a.opt.StreamWindow))
 			if err != nil {
 				conn.Close()
 				continue

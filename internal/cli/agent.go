@@ -23,6 +23,7 @@ type agentOptions struct {
 	pid              int
 	containerID      string
 	self             bool
+	streamWindow     uint32
 	listen           string
 	listenFD         int
 	socketsFD        int
@@ -46,6 +47,7 @@ func newAgentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.pid, "pid", 0, "target process id")
+	f.Uint32Var(&o.streamWindow, "stream-window", 0, "bytes a stream may receive before its reader reads them (default 1 MiB; more for a client far away)")
 	f.BoolVar(&o.self, "self", false, "no target: serve the agent's own network, files and environment (a session without a target)")
 	f.StringVar(&o.containerID, "container-id", "", "target container's runtime id: the target is its first process (needs the node's process list, hostPID)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to listen on (loopback unless --allow-non-loopback)")
@@ -113,7 +115,7 @@ func (o *agentOptions) run(ctx context.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return agent.Run(ctx, agent.Options{PID: o.pid, ContainerID: o.containerID, Listener: ln, Secret: secret, Grace: o.grace, Sockets: sockets, Logger: log.With("role", "agent")})
+	return agent.Run(ctx, agent.Options{PID: o.pid, ContainerID: o.containerID, StreamWindow: o.streamWindow, Listener: ln, Secret: secret, Grace: o.grace, Sockets: sockets, Logger: log.With("role", "agent")})
 }
 
 func readSecret() ([wire.SecretSize]byte, error) {

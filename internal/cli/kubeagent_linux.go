@@ -204,7 +204,7 @@ func (a *kubeAgent) connect(ctx context.Context) (*session.Client, error) {
 		conn, err := kube.DialPod(ctx, a.rest, a.cs, a.agent.Namespace, a.agent.Pod, a.agent.Port)
 		if err == nil {
 			var c *session.Client
-			if c, err = session.Handshake(ctx, conn, a.secret); err == nil {
+			if c, err = session.Handshake(ctx, conn, a.secret, wire.PortForwardStreamWindow); err == nil {
 				a.say("connected through port-forward to %s/%s:%d", a.agent.Namespace, a.agent.Pod, a.agent.Port)
 				return c, nil
 			}

@@ -20,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"doppel.dev/doppel/internal/wire"
 )
 
 // AgentPort is the port the agent listens on, on the loopback of its own pod (the agent Job's
@@ -319,7 +321,8 @@ func agentCommand(spec AgentSpec, port int, target ...string) []string {
 		level = "warn"
 	}
 	cmd := append([]string{"/doppel", "agent"}, target...)
-	return append(cmd, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--grace", grace.String(), "--log-level", level)
+	return append(cmd, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--grace", grace.String(), "--log-level", level,
+		"--stream-window", strconv.Itoa(wire.PortForwardStreamWindow))
 }
 
 // StartEphemeral starts the agent as an ephemeral container of pod beside container and waits

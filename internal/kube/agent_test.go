@@ -88,7 +88,7 @@ func wantJob() *batchv1.Job {
 						Image:           testImage,
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command: []string{"/doppel", "agent", "--container-id", "0123abcd", "--listen", "127.0.0.1:4711",
-							"--grace", "5s", "--log-level", "warn"},
+							"--grace", "5s", "--log-level", "warn", "--stream-window", "16777216"},
 						Env: secretEnv("doppel-agent-s1"),
 						SecurityContext: &corev1.SecurityContext{
 							RunAsUser:              ptr(int64(0)),
@@ -142,7 +142,7 @@ func TestAgentJob(t *testing.T) {
 				c.Resources = resources
 				c.ImagePullPolicy = corev1.PullAlways
 				c.Command = []string{"/doppel", "agent", "--container-id", "0123abcd", "--listen", "127.0.0.1:4711",
-					"--grace", "30s", "--log-level", "debug"}
+					"--grace", "30s", "--log-level", "debug", "--stream-window", "16777216"}
 			},
 		},
 		{
@@ -207,7 +207,7 @@ func TestEphemeralAgent(t *testing.T) {
 				Image:           testImage,
 				ImagePullPolicy: pull,
 				Command: []string{"/doppel", "agent", "--pid", "1", "--listen", "127.0.0.1:23456",
-					"--grace", grace, "--log-level", level},
+					"--grace", grace, "--log-level", level, "--stream-window", "16777216"},
 				Env:                      secretEnv("doppel-agent-s1"),
 				SecurityContext:          sc,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -971,7 +971,7 @@ func TestTargetlessJob(t *testing.T) {
 		t.Errorf("pod: namespace %q hostPID %v node %q automount %v tolerations %v", job.Namespace, ps.HostPID, ps.NodeName,
 			ps.AutomountServiceAccountToken, ps.Tolerations)
 	}
-	want := []string{"/doppel", "agent", "--self", "--listen", "127.0.0.1:4711", "--grace", "3s", "--log-level", "warn"}
+	want := []string{"/doppel", "agent", "--self", "--listen", "127.0.0.1:4711", "--grace", "3s", "--log-level", "warn", "--stream-window", "16777216"}
 	if diff := cmp.Diff(want, c.Command); diff != "" {
 		t.Errorf("command (-want +got):\n%s", diff)
 	}

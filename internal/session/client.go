@@ -45,7 +45,7 @@ func Connect(ctx context.Context, addr string, secret [wire.SecretSize]byte) (*C
 	if err != nil {
 		return nil, fmt.Errorf("connect to agent at %s: %w", addr, err)
 	}
-	c, err := Handshake(ctx, conn, secret)
+	c, err := Handshake(ctx, conn, secret, 0)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -53,8 +53,9 @@ func Connect(ctx context.Context, addr string, secret [wire.SecretSize]byte) (*C
 	return c, nil
 }
 
-// Handshake opens a session on an established connection to an agent.
-func Handshake(ctx context.Context, conn net.Conn, secret [wire.SecretSize]byte) (*Client, error) {
+// Handshake opens a session on an established connection to an agent; window is the streams'
+// receive window (wire.MuxConfig).
+func Handshake(ctx context.Context, conn net.Conn, secret [wire.SecretSize]byte, window uint32) (*Client, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -71,7 +72,7 @@ func Handshake(ctx context.Context, conn net.Conn, secret [wire.SecretSize]byte)
 		return nil, fmt.Errorf("%w: %s", ErrRejected, w.Message)
 	}
 	conn.SetDeadline(time.Time{})
-	mux, err := yamux.Client(wire.MuxConn(conn), wire.MuxConfig())
+	mux, err := yamux.Client(wire.MuxConn(conn), wire.MuxConfig(window))
 	if err != nil {
 		return nil, err
 	}
