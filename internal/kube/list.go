@@ -1,6 +1,9 @@
 // Package kube is doppel's client of the Kubernetes API: listing the workloads a session can
-// target. It owns no connection of its own: callers pass a clientset built from the user's
-// kubeconfig (cli-runtime's flags), which lives as long as the command.
+// target, resolving a target to a pod and container, starting the agent beside it (a Job or an
+// ephemeral container) and connecting to it through port-forward. It owns no API connection of
+// its own: callers pass clients built from the user's kubeconfig (cli-runtime's flags), which
+// live as long as the command. An Agent owns the objects it made in the cluster until Stop, and
+// a port-forward connection owns its streams until Close.
 package kube
 
 import (

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +20,11 @@ import (
 	"k8s.io/client-go/transport/spdy"
 )
 
+// WebsocketsEnv set to "false" makes port-forward use SPDY only, as kubectl's
+// KUBECTL_PORT_FORWARD_WEBSOCKETS=false does: for a proxy that breaks WebSocket upgrades in a way
+// the fallback does not catch.
+const WebsocketsEnv = "DOPPEL_PORT_FORWARD_WEBSOCKETS"
+
 // DialPod opens one TCP connection to port on the loopback of pod through the API server's
 // port-forward, as kubectl port-forward does: SPDY tunnelled over a WebSocket, falling back to
 // plain SPDY where the API server or a proxy cannot upgrade to WebSocket. The connection lives
@@ -30,13 +36,15 @@ func DialPod(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, ns,
 		return nil, err
 	}
 	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, req.URL())
-	ws, err := portforward.NewSPDYOverWebsocketDialer(req.URL(), cfg)
-	if err != nil {
-		return nil, err
+	if os.Getenv(WebsocketsEnv) != "false" {
+		ws, err := portforward.NewSPDYOverWebsocketDialer(req.URL(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
+			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
 	}
-	dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
 
 	type result struct {
 		conn httpstream.Connection

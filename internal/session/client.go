@@ -1,10 +1,11 @@
 // Package session is doppel's client half: the connection to the agent and everything that
-// routes a supervised program's syscalls into it. A Client owns the one TCP connection to the
-// agent and its multiplexed streams; a Redirector owns the local TCP proxy listeners, the UDP
-// relay sockets, the tables that map the program's sockets to the addresses it asked for, the
-// target's files it serves, the subscriptions to the target's ports its listeners receive, and
-// the local connections that deliver that incoming traffic to the program. Both live for one
-// doppel exec: from the handshake until the program has exited and Close is called.
+// routes a supervised program's syscalls into it. A Client owns the one connection to the agent
+// and its multiplexed streams; a RemoteRoot owns the staging directory of a pod's files; a
+// Redirector owns the local TCP proxy listeners, the UDP relay sockets, the tables that map the
+// program's sockets to the addresses it asked for, the target's files it serves, the
+// subscriptions to the target's ports its listeners receive, and the local connections that
+// deliver that incoming traffic to the program. All live for one doppel exec: from the
+// handshake until the program has exited and Close is called.
 package session
 
 import (

@@ -24,6 +24,7 @@ import (
 	"doppel.dev/doppel/internal/agent"
 	"doppel.dev/doppel/internal/image"
 	"doppel.dev/doppel/internal/incoming"
+	"doppel.dev/doppel/internal/kube"
 	"doppel.dev/doppel/internal/testenv"
 )
 
@@ -545,6 +546,21 @@ func TestExecTargetless(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	s.checkNothingLeft(t)
+}
+
+// Port-forward over plain SPDY (the fallback for proxies that break WebSocket upgrades) carries
+// a session as well as the default SPDY-over-WebSocket does.
+func TestExecPortForwardSPDY(t *testing.T) {
+	s := newShop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := s.exec(ctx, []string{"--no-incoming"}, "curl", "-sS", "--max-time", "10", "http://backend/")
+	cmd.Env = append(cmd.Env, kube.WebsocketsEnv+"=false")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "backend only in the cluster\n") {
+		t.Fatalf("doppel exec over SPDY: %v\n%s", err, out)
 	}
 	s.checkNothingLeft(t)
 }
