@@ -447,6 +447,9 @@ func (a *Agent) waitRunning(ctx context.Context, progress func(string, string)) 
 		}
 		if len(pods.Items) == 0 {
 			if msg := a.jobFailure(ctx); msg != "" {
+				if strings.Contains(msg, "PodSecurity") {
+					msg += " (the agent's pod needs the privileged level; --ephemeral needs less; docs/KUBERNETES.md)"
+				}
 				return fmt.Errorf("%w: the job could not create its pod: %s", errAgentFailed, msg)
 			}
 			report("scheduling", "")

@@ -564,3 +564,48 @@ func TestExecPortForwardSPDY(t *testing.T) {
 	}
 	s.checkNothingLeft(t)
 }
+
+// Admission refuses the agent's pod (Pod Security "baseline" forbids hostPID): doppel says so at
+// once, with the admission's words, and leaves nothing.
+func TestExecRefusedByAdmission(t *testing.T) {
+	s := newShop(t)
+	kubectl(t, s.admin, "label", "namespace", s.ns, "pod-security.kubernetes.io/enforce=baseline")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := s.exec(ctx, nil, "true").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the job could not create its pod") || !strings.Contains(string(out), "violates PodSecurity") {
+		t.Fatalf("doppel exec in a baseline namespace: %v, want the admission's refusal:\n%s", err, out)
+	}
+	t.Logf("%s", lastLines(string(out), 1))
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("failing took %v", d)
+	}
+	s.checkNothingLeft(t)
+}
+
+// In a pod, doppel uses the pod's service account (in-cluster configuration): `doppel ls` run in
+// a pod of the agent image, as a service account bound to docs/rbac.yaml's Role, lists the
+// namespace.
+func TestLsInCluster(t *testing.T) {
+	s := newShop(t)
+	kubectl(t, s.admin, "-n", s.ns, "create", "serviceaccount", "incluster")
+	kubectl(t, s.admin, "-n", s.ns, "create", "rolebinding", "incluster-doppel", "--role=doppel-user", "--serviceaccount="+s.ns+":incluster")
+	kubectl(t, s.admin, "-n", s.ns, "run", "ls", "--image="+s.agentImage, "--image-pull-policy=Never", "--restart=Never",
+		"--overrides", `{"spec":{"serviceAccountName":"incluster"}}`, "--command", "--", "/doppel", "ls")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		phase := kubectl(t, s.admin, "-n", s.ns, "get", "pod", "ls", "-o", "jsonpath={.status.phase}")
+		if phase == "Succeeded" {
+			break
+		}
+		if phase == "Failed" || time.Now().After(deadline) {
+			t.Fatalf("doppel ls in a pod: %s\n%s", phase, kubectl(t, s.admin, "-n", s.ns, "logs", "ls"))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	logs := kubectl(t, s.admin, "-n", s.ns, "logs", "ls")
+	if !strings.Contains(logs, "deployment/nginx") || !strings.Contains(logs, "service/backend") {
+		t.Errorf("doppel ls in a pod:\n%s", logs)
+	}
+}
