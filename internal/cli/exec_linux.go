@@ -99,6 +99,9 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		return fail(fmt.Errorf("ask the agent about %s: %w", tgt, err))
 	}
 	if info.EnvNote != "" && cfg.Env.IsEnabled() {
+		if ka, ok := ag.(*kubeAgent); ok {
+			info.Env, info.EnvNote = ka.specEnv(ctx, info.Env, info.EnvNote)
+		}
 		log.Warn(info.EnvNote)
 	}
 	files := map[string][]byte{}

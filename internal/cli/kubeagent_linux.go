@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -35,6 +36,7 @@ type kubeAgent struct {
 	deadline time.Time // when connect gives up
 	never    chan struct{}
 	say      func(format string, args ...any) // progress on standard error
+	target   kube.Resolved                    // the target's pod and container (none: nil pod)
 }
 
 func (a *kubeAgent) done() <-chan struct{}           { return a.never }
@@ -42,6 +44,29 @@ func (a *kubeAgent) started()                        { a.say("program started") 
 func (a *kubeAgent) why() error                      { return nil }
 func (a *kubeAgent) channel() *session.Sockets       { return nil }
 func (a *kubeAgent) passedSockets() *session.Sockets { return nil }
+
+// specEnv completes an environment the target's process wrote over (what survived of it is
+// env) with what the pod's spec gives its container, and says what may still be missing.
+func (a *kubeAgent) specEnv(ctx context.Context, env []string, note string) ([]string, string) {
+	if a.target.Pod == nil {
+		return env, note
+	}
+	spec, missing, err := kube.ContainerEnv(ctx, a.cs, a.target.Pod, a.target.Container)
+	if err != nil {
+		return env, note + "; " + err.Error()
+	}
+	merged := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		merged[k] = v
+	}
+	maps.Copy(merged, spec)
+	note += "; doppel rebuilt it from the pod's spec, but the image's own variables may be missing"
+	if len(missing) > 0 {
+		note += ", and these could not be read: " + strings.Join(missing, "; ")
+	}
+	return kube.EnvList(merged), note
+}
 
 // lost explains a lost session with the agent pod's state when it stopped.
 func (a *kubeAgent) lost() error {
@@ -116,7 +141,7 @@ func startKubeAgent(ctx context.Context, tgt target.Target, cfg *config.Config, 
 	if err != nil {
 		return nil, err
 	}
-	return &kubeAgent{rest: rc, cs: cs, agent: a, secret: secret, deadline: begin.Add(timeout), never: make(chan struct{}), say: say}, nil
+	return &kubeAgent{rest: rc, cs: cs, agent: a, secret: secret, deadline: begin.Add(timeout), never: make(chan struct{}), say: say, target: r}, nil
 }
 
 // agentSpec is the agent pod that cfg asks for, holding the capabilities its features need.

@@ -407,8 +407,8 @@ func TestExecEphemeral(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// nginx writes its process title over the environment /proc/1/environ shows, and an
-	// ephemeral agent cannot see the container's bundle: doppel warns instead.
-	script := `curl -sS --max-time 10 http://backend/ && cat /etc/shop-secret/password && echo && exec "$0" -n 3`
+	// ephemeral agent cannot see the container's bundle: doppel rebuilds it from the pod's spec.
+	script := `curl -sS --max-time 10 http://backend/ && echo "mode=$SHOP_MODE db=$SHOP_DB backend=$BACKEND_SERVICE_HOST" && cat /etc/shop-secret/password && echo && exec "$0" -n 3`
 	cmd := s.exec(ctx, []string{"--ephemeral", "--agent-grace", "2s"}, "sh", "-c", script, prog)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -416,7 +416,9 @@ func TestExecEphemeral(t *testing.T) {
 	}
 	for _, want := range []string{"backend only in the cluster\n", "s3cret-in-cluster\n",
 		"request GET /from-client from " + clientIP + ":", "agent running: ephemeral container",
-		"the environment of target pid 1 is incomplete: the process wrote over it"} {
+		"mode=cluster-test db=postgres://db.shop:5432/orders backend=10.96.",
+		"the environment of target pid 1 is incomplete: the process wrote over it",
+		"doppel rebuilt it from the pod's spec"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
