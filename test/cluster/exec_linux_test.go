@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -157,6 +158,7 @@ func newShop(t *testing.T) *shop {
 	})
 	applyIn(t, s.admin, s.ns, shopManifest)
 	kubectl(t, s.admin, "-n", s.ns, "rollout", "status", "deployment/nginx", "deployment/backend", "--timeout=90s")
+	waitForService(t, s.admin, s.ns, "nginx", "backend")
 
 	// The developer: a service account holding docs/rbac.yaml's Role and nothing else.
 	rbac, err := os.ReadFile(filepath.Join(moduleRoot(t), "docs", "rbac.yaml"))
@@ -346,6 +348,33 @@ func (s *shop) startClient(t *testing.T, name, url string, args ...string) strin
 	kubectl(t, s.admin, argv...)
 	kubectl(t, s.admin, "-n", s.ns, "wait", "--for=condition=Ready", "pod/"+name, "--timeout=60s")
 	return strings.TrimSpace(kubectl(t, s.admin, "-n", s.ns, "get", "pod", name, "-o", "jsonpath={.status.podIP}"))
+}
+
+// waitForService waits until each Service answers HTTP on its ClusterIP from this machine (the
+// test cluster routes the service range to its node bridge): its endpoints are ready and
+// kube-proxy has programmed them.
+func waitForService(t *testing.T, kc, ns string, names ...string) {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	for _, name := range names {
+		ip := strings.TrimSpace(kubectl(t, kc, "-n", ns, "get", "service", name, "-o", "jsonpath={.spec.clusterIP}"))
+		// Only through the cluster's bridge: this machine's default route leads off it.
+		if route, err := exec.Command("ip", "route", "get", ip).Output(); err != nil || !strings.Contains(string(route), "dev dpl-node0") {
+			t.Fatalf("service %s: %s is not routed to the test cluster's bridge dpl-node0: %s %v", name, ip, route, err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := client.Get("http://" + ip + "/")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("service %s (%s) does not answer 30s after its rollout: %v", name, ip, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 }
 
 // importAgentImage builds the agent image of the doppel binary under test and imports it into
@@ -610,4 +639,49 @@ func TestLsInCluster(t *testing.T) {
 	if !strings.Contains(logs, "deployment/nginx") || !strings.Contains(logs, "service/backend") {
 		t.Errorf("doppel ls in a pod:\n%s", logs)
 	}
+}
+
+// Passive capture on a pod: the agent holds NET_RAW instead of NET_ADMIN, writes no rules, and
+// the program still gets each request with the client pod's address.
+func TestExecIncomingCapture(t *testing.T) {
+	s := newShop(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	clientIP := s.startClient(t, "client", "http://nginx/captured")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := s.exec(ctx, []string{"--mirror-capture"}, prog, "-n", "3")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var out strings.Builder
+	checked := false
+	for sc.Scan() {
+		fmt.Fprintln(&out, sc.Text())
+		if strings.HasPrefix(sc.Text(), "request ") && !checked {
+			checked = true
+			if got := s.nginxSessions(t); len(got) != 0 {
+				t.Errorf("passive capture wrote tables in the pod: %+v", got)
+			}
+			caps := kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app.kubernetes.io/managed-by=doppel", "-o",
+				"jsonpath={.items[0].spec.containers[0].securityContext.capabilities.add}")
+			if strings.Contains(caps, "NET_ADMIN") || !strings.Contains(caps, "NET_RAW") {
+				t.Errorf("capture agent's capabilities %s: want NET_RAW and no NET_ADMIN", caps)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("doppel exec --mirror-capture: %v\n%s%s", err, out.String(), stderr.String())
+	}
+	if !strings.Contains(out.String(), "request GET /captured from "+clientIP+":") {
+		t.Errorf("the program did not log the client pod %s:\n%s%s", clientIP, out.String(), stderr.String())
+	}
+	s.checkNothingLeft(t)
 }
