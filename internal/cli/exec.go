@@ -29,11 +29,18 @@ themselves, or only the HTTP requests an --http-* filter picks. It reads the tar
 volumes, service-account token and resolver files; the rest of its files are this machine's
 (--fs-* flags change that).
 
-For a local target (pid:PID) doppel needs root to start its agent; under sudo the program
-runs as the user who called sudo.`,
-		Example: `  sudo doppel exec --target pid:4242 -- curl http://nginx/
+A Kubernetes target (deployment/NAME, pod/NAME, service/NAME, ...; --target none for the
+namespace alone) gets an agent beside its pod, a Job's pod on the pod's node or with
+--ephemeral an ephemeral container, reached through the API server's port-forward and removed
+when the session ends; kubectl's flags (--kubeconfig, --context, -n) apply. docs/KUBERNETES.md
+says what the agent needs. For a local target (pid:PID) doppel needs root to start its agent;
+under sudo the program runs as the user who called sudo.`,
+		Example: `  doppel exec --target deployment/orders -n shop -- ./myservice
+  doppel exec -t deployment/orders -n shop --steal --http-header 'X-Debug-User: alice' -- ./myservice
+  doppel exec -t pod/orders-7d9c-x2x4l/container/app --ephemeral -- ./myservice
+  doppel exec -t none -n shop -- psql -h db
+  sudo doppel exec --target pid:4242 -- curl http://nginx/
   sudo doppel exec -t pid:4242 --local-cidr 10.0.0.0/8 -- ./myservice
-  sudo doppel exec -t pid:4242 --steal --http-header 'X-Debug-User: alice' -- ./myservice
   sudo doppel exec -t pid:4242 --fs-mode write --fs-write /var/lib/app -- ./myservice`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -61,7 +61,7 @@ type agentKubeFlags struct {
 // -f/--config: the command that reads the file owns that flag.
 func BindFlags(fs *pflag.FlagSet) *Flags {
 	f := &Flags{fs: fs}
-	fs.StringVarP(&f.target, "target", "t", "", `process or pod to run as, e.g. "pid:1234" (config: target)`)
+	fs.StringVarP(&f.target, "target", "t", "", `process or pod to run as: "pid:1234", "deployment/NAME", "pod/NAME/container/C", another KIND/NAME, or "none" (config: target)`)
 	fs.StringVar(&f.logLevel, "log-level", "", "least severe level logged: debug, info, warn or error (default info; config: logLevel)")
 	fs.DurationVar(&f.agentGrace, "agent-grace", 0, "how long the agent waits for a lost client before it exits (default 5s; config: agent.gracePeriod)")
 	fs.StringVar(&f.agentListen, "agent-listen", "", `loopback address the agent listens on (default "127.0.0.1:0"; config: agent.listen)`)
