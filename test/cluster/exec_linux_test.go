@@ -685,3 +685,46 @@ func TestExecIncomingCapture(t *testing.T) {
 	}
 	s.checkNothingLeft(t)
 }
+
+// Two developers steal from the same pod at once, each with a header filter, with no other
+// component: each program gets only its developer's requests, and everybody else still reaches
+// nginx.
+func TestExecTwoFilteredSessions(t *testing.T) {
+	s := newShop(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s.startClient(t, "alice", "http://nginx/alice", "-header", "X-Dev: alice")
+	s.startClient(t, "bob", "http://nginx/bob", "-header", "X-Dev: bob")
+	s.startClient(t, "carol", "http://nginx/carol")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type result struct {
+		out []byte
+		err error
+	}
+	results := map[string]chan result{}
+	for _, dev := range []string{"alice", "bob"} {
+		ch := make(chan result, 1)
+		results[dev] = ch
+		cmd := s.exec(ctx, []string{"--steal", "--http-header", "X-Dev: " + dev}, prog, "-n", "4")
+		go func() {
+			out, err := cmd.CombinedOutput()
+			ch <- result{out, err}
+		}()
+	}
+	for dev, ch := range results {
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("%s's doppel exec: %v\n%s", dev, r.err, r.out)
+		}
+		other := map[string]string{"alice": "bob", "bob": "alice"}[dev]
+		if !strings.Contains(string(r.out), "request GET /"+dev) || strings.Contains(string(r.out), "/"+other) || strings.Contains(string(r.out), "/carol") {
+			t.Errorf("%s's program should get %s's requests only:\n%s", dev, dev, r.out)
+		}
+	}
+	carol := kubectl(t, s.admin, "-n", s.ns, "logs", "carol")
+	if strings.Contains(carol, "error") || !strings.Contains(carol, "http://nginx/carol 200 14") { // "nginx: /carol\n"
+		t.Errorf("carol should keep getting nginx's answers:\n%s", lastLines(carol, 10))
+	}
+	s.checkNothingLeft(t)
+}
