@@ -96,6 +96,13 @@ func (c *Capture) setup() error {
 	if err := unix.SetsockoptInt(c.fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return fmt.Errorf("packet socket: TPACKET_V3 (Linux 3.2): %w", err)
 	}
+	// Packets the namespace sends are never captured (the filter takes PACKET_HOST only): with
+	// PACKET_IGNORE_OUTGOING (Linux 4.20) the kernel does not even clone them for this socket,
+	// which spares the target's side a copy of every answer it sends. Older kernels clone and
+	// the filter drops.
+	if err := unix.SetsockoptInt(c.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		c.log.Debug("packet socket: PACKET_IGNORE_OUTGOING (Linux 4.20) refused; outgoing packets are dropped by the filter", "err", err)
+	}
 	none, err := filter(nil)
 	if err != nil {
 		return err
