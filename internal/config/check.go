@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agnivade/levenshtein"
 	"gopkg.in/yaml.v3"
 )
 
@@ -354,7 +355,7 @@ func (d *decoder) unknownKey(key *yaml.Node, path string, fields map[string]int)
 func closest(key string, fields map[string]int) string {
 	best, bestDist := "", -1
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		dist := editDistance(strings.ToLower(key), strings.ToLower(name))
+		dist := levenshtein.ComputeDistance(strings.ToLower(key), strings.ToLower(name))
 		if bestDist < 0 || dist < bestDist {
 			best, bestDist = name, dist
 		}
@@ -363,27 +364,6 @@ func closest(key string, fields map[string]int) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // yamlFields maps the yaml key of each field of struct type t to its index.
