@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +77,29 @@ func TestRemoteRoot(t *testing.T) {
 	}
 	if got := read("data/big.bin"); got != string(big) {
 		t.Errorf("big.bin: %d bytes, want %d identical ones", len(got), len(big))
+	}
+
+	// Opens of one file at once, while its content is fetched: each reads it whole.
+	write("data/second.bin", string(big[:len(big)/2]))
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for range 8 {
+		wg.Go(func() {
+			f, err := root.Open(ctx, filepath.Join(tree, "data/second.bin"), unix.O_RDONLY, 0)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer f.Close()
+			if b, err := io.ReadAll(f); err != nil || !bytes.Equal(b, big[:len(big)/2]) {
+				errs <- fmt.Sprintf("%d bytes, %v", len(b), err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent open of second.bin: %s", e)
 	}
 
 	// A directory lists the target's entries.

@@ -35,11 +35,13 @@ type RemoteRoot struct {
 	root   int // O_PATH descriptor of dir
 	owners bool
 
-	mu      sync.Mutex
-	looked  map[string]time.Time  // path -> when it was last looked up
-	staged  map[string]wire.Entry // path -> what the target said of it when it was staged
-	fetched map[uint64]bool       // inode of a staged regular file -> its content is here
-	files   map[uint64]string     // inode of a staged regular file -> its target path
+	mu       sync.Mutex
+	looked   map[string]time.Time   // path -> when it was last looked up
+	staged   map[string]wire.Entry  // path -> what the target said of it when it was staged
+	fetched  map[uint64]bool        // inode of a staged regular file -> its content is here
+	files    map[uint64]string      // inode of a staged regular file -> its target path
+	gen      map[uint64]uint64      // inode -> how many times the target's file was seen to change
+	fetching map[uint64]*sync.Mutex // inode -> held while its content is fetched
 }
 
 // NewRemoteRoot makes a staging directory under parent ("" for the system's temporary
@@ -55,7 +57,8 @@ func NewRemoteRoot(c *Client, parent string) (*RemoteRoot, error) {
 		return nil, err
 	}
 	return &RemoteRoot{client: c, dir: dir, root: fd, owners: os.Geteuid() == 0,
-		looked: map[string]time.Time{}, staged: map[string]wire.Entry{}, fetched: map[uint64]bool{}, files: map[uint64]string{}}, nil
+		looked: map[string]time.Time{}, staged: map[string]wire.Entry{}, fetched: map[uint64]bool{}, files: map[uint64]string{},
+		gen: map[uint64]uint64{}, fetching: map[uint64]*sync.Mutex{}}, nil
 }
 
 // Dir is the staging directory.
@@ -199,6 +202,7 @@ func (r *RemoteRoot) stage(e wire.Entry) error {
 				err = unix.Ftruncate(fd, size)
 			}
 			delete(r.fetched, st.Ino)
+			r.gen[st.Ino]++
 		}
 		if err == nil {
 			r.files[st.Ino] = e.Path
@@ -249,12 +253,25 @@ func (r *RemoteRoot) fill(ctx context.Context, fd int) error {
 		return err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock() // one fetch at a time: a second open of the file waits for the first
-	if r.fetched[st.Ino] {
+	p, ok := r.files[st.Ino]
+	if r.fetched[st.Ino] || !ok {
+		r.mu.Unlock()
 		return nil
 	}
-	p, ok := r.files[st.Ino]
-	if !ok {
+	// One fetch per file at a time (a second open of it waits for the first), while lookups
+	// and other files go on.
+	lock := r.fetching[st.Ino]
+	if lock == nil {
+		lock = new(sync.Mutex)
+		r.fetching[st.Ino] = lock
+	}
+	r.mu.Unlock()
+	lock.Lock()
+	defer lock.Unlock()
+	r.mu.Lock()
+	done, gen := r.fetched[st.Ino], r.gen[st.Ino]
+	r.mu.Unlock()
+	if done {
 		return nil
 	}
 	w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_WRONLY|os.O_TRUNC, 0)
@@ -269,8 +286,15 @@ func (r *RemoteRoot) fill(ctx context.Context, fd int) error {
 		}
 		return err
 	}
+	r.mu.Lock()
+	if r.gen[st.Ino] != gen {
+		// The target's file changed while it was fetched: the next open fetches it again.
+		r.mu.Unlock()
+		return nil
+	}
 	r.fetched[st.Ino] = true
 	// Writing the content set the modification time: give it back the target's.
 	mtime := unix.NsecToTimespec(r.staged[p].Mtime)
+	r.mu.Unlock()
 	return unix.UtimesNanoAt(int(w.Fd()), "", []unix.Timespec{mtime, mtime}, unix.AT_EMPTY_PATH)
 }
