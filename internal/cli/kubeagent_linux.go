@@ -13,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"doppel.dev/doppel/internal/config"
 	"doppel.dev/doppel/internal/kube"
@@ -29,8 +27,7 @@ const DefaultAgentImage = "ghcr.io/doppel-dev/doppel-agent"
 // kubeAgent is the agent of a Kubernetes target: a Job's pod beside the target pod, reached
 // through the API server's port-forward.
 type kubeAgent struct {
-	rest     *rest.Config
-	cs       kubernetes.Interface
+	k        *kubeClients
 	agent    *kube.Agent
 	secret   [wire.SecretSize]byte
 	deadline time.Time // when connect gives up
@@ -51,7 +48,7 @@ func (a *kubeAgent) specEnv(ctx context.Context, env []string, note string) ([]s
 	if a.target.Pod == nil {
 		return env, note
 	}
-	spec, missing, err := kube.ContainerEnv(ctx, a.cs, a.target.Pod, a.target.Container)
+	spec, missing, err := kube.ContainerEnv(ctx, a.k.cs, a.target.Pod, a.target.Container)
 	if err != nil {
 		return env, note + "; " + err.Error()
 	}
@@ -91,7 +88,7 @@ func startKubeAgent(ctx context.Context, tgt target.Target, cfg *config.Config, 
 	if err != nil {
 		return nil, err
 	}
-	rc, cs, dyn, ns := k.rest, k.cs, k.dyn, k.ns
+	cs, ns := k.cs, k.ns
 	begin := time.Now()
 	quiet := !log.Enabled(ctx, slog.LevelInfo)
 	say := func(format string, args ...any) {
@@ -103,7 +100,7 @@ func startKubeAgent(ctx context.Context, tgt target.Target, cfg *config.Config, 
 	if tgt.None {
 		say("no target: an agent of its own in namespace %s", ns)
 	} else {
-		if r, err = kube.Resolve(ctx, cs, dyn, ns, tgt); err != nil {
+		if r, err = kube.Resolve(ctx, cs, k.dyn, ns, tgt); err != nil {
 			return nil, err
 		}
 		say("target %s: pod %s/%s, container %s, node %s", tgt, r.Pod.Namespace, r.Pod.Name, r.Container, r.Pod.Spec.NodeName)
@@ -141,7 +138,7 @@ func startKubeAgent(ctx context.Context, tgt target.Target, cfg *config.Config, 
 	if err != nil {
 		return nil, err
 	}
-	return &kubeAgent{rest: rc, cs: cs, agent: a, secret: secret, deadline: begin.Add(timeout), never: make(chan struct{}), say: say, target: r}, nil
+	return &kubeAgent{k: k, agent: a, secret: secret, deadline: begin.Add(timeout), never: make(chan struct{}), say: say, target: r}, nil
 }
 
 // agentSpec is the agent pod that cfg asks for, holding the capabilities its features need.
@@ -192,13 +189,11 @@ func agentSpec(cfg *config.Config, tgt target.Target) (kube.AgentSpec, error) {
 // target: SYS_ADMIN to enter the target's network and UTS namespaces, SYS_PTRACE to read its
 // process's root, environment and namespaces, DAC_READ_SEARCH to read the target's files
 // whatever their owner. An ephemeral agent shares the target's namespaces and runs as the
-// pod's user, so it needs none of those. Both need NET_ADMIN to write the rules of incoming
+// pod's user, so it needs none of those (and the agent of a session without a target none at
+// all: kube.TargetlessJob drops every one). Both need NET_ADMIN to write the rules of incoming
 // traffic, or NET_RAW to capture it.
 func agentCapabilities(cfg *config.Config) []corev1.Capability {
 	var caps []corev1.Capability
-	if strings.TrimSpace(cfg.Target) == "none" {
-		return nil // the agent serves its own pod: nothing to enter, no incoming traffic
-	}
 	if !cfg.Agent.Ephemeral {
 		caps = append(caps, "SYS_ADMIN", "SYS_PTRACE")
 		if cfg.Files.IsEnabled() {
@@ -226,7 +221,7 @@ func (a *kubeAgent) connect(ctx context.Context) (*session.Client, error) {
 	defer cancel()
 	var last error
 	for {
-		conn, err := kube.DialPod(ctx, a.rest, a.cs, a.agent.Namespace, a.agent.Pod, a.agent.Port)
+		conn, err := kube.DialPod(ctx, a.k.rest, a.k.cs, a.agent.Namespace, a.agent.Pod, a.agent.Port)
 		if err == nil {
 			var c *session.Client
 			if c, err = session.Handshake(ctx, conn, a.secret, wire.PortForwardStreamWindow); err == nil {

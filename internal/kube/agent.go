@@ -2,7 +2,6 @@ package kube
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -271,7 +270,7 @@ func startJob(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, job 
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := a.waitRunning(ctx, progress); err != nil {
+	if err := await(ctx, progress, func() (bool, string, string, error) { return a.lookJob(ctx) }); err != nil {
 		a.Stop()
 		return nil, startError(parent, ctx, timeout, err)
 	}
@@ -361,45 +360,11 @@ func StartEphemeral(ctx context.Context, cs kubernetes.Interface, spec AgentSpec
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	last := ""
-	for {
-		p, err := cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			a.deleteSecret()
-			if ctx.Err() != nil {
-				return nil, startError(parent, ctx, timeout, errors.New(cmp.Or(last, "no status yet")))
-			}
-			return nil, apiError("read pod "+pod.Name, pod.Namespace, err)
-		}
-		phase, detail := "starting", ""
-		for _, st := range p.Status.EphemeralContainerStatuses {
-			if st.Name != ec.Name {
-				continue
-			}
-			var done bool
-			if done, phase, detail, err = containerState(st); err != nil {
-				a.deleteSecret()
-				if logs := a.logs(ctx, pod.Name); logs != "" {
-					err = fmt.Errorf("%w\nagent log:\n%s", err, logs)
-				}
-				return nil, err
-			}
-			if done {
-				progress("running", "ephemeral container "+ec.Name)
-				return a, nil
-			}
-		}
-		if phase+detail != last {
-			last = phase + detail
-			progress(phase, detail)
-		}
-		select {
-		case <-ctx.Done():
-			a.deleteSecret()
-			return nil, startError(parent, ctx, timeout, errors.New(cmp.Or(last, "no status yet")))
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := await(ctx, progress, func() (bool, string, string, error) { return a.lookEphemeral(ctx) }); err != nil {
+		a.deleteSecret()
+		return nil, startError(parent, ctx, timeout, err)
 	}
+	return a, nil
 }
 
 // sessionNumber is a session id's hex digits as a number.
@@ -425,62 +390,108 @@ func startError(parent, ctx context.Context, timeout time.Duration, err error) e
 // errAgentFailed marks a start that failed for a reason the cluster gave.
 var errAgentFailed = errors.New("the agent failed to start")
 
-// waitRunning polls the Job's pod until its agent container runs, reporting phases as they
-// change.
-func (a *Agent) waitRunning(ctx context.Context, progress func(string, string)) error {
-	last := ""
-	report := func(phase, detail string) {
-		if phase+detail != last {
-			last = phase + detail
-			progress(phase, detail)
-		}
-	}
-	selector := "batch.kubernetes.io/controller-uid=" + string(a.jobUID)
-	status := "no pod yet"
+// await calls look every 200 ms until the agent runs, telling progress each new phase. It fails
+// with look's error, or, once ctx has ended, with the last phase it saw.
+func await(ctx context.Context, progress func(string, string), look func() (done bool, phase, detail string, err error)) error {
+	last, reported := "no status yet", ""
 	for {
-		pods, err := a.cs.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		done, phase, detail, err := look()
 		if err != nil {
 			if ctx.Err() != nil {
-				return errors.New(status)
+				return errors.New(last)
 			}
-			return apiError("list the agent's pod", a.Namespace, err)
+			return err
 		}
-		if len(pods.Items) == 0 {
-			if msg := a.jobFailure(ctx); msg != "" {
-				if strings.Contains(msg, "PodSecurity") {
-					msg += " (the agent's pod needs the privileged level; --ephemeral needs less; docs/KUBERNETES.md)"
-				}
-				return fmt.Errorf("%w: the job could not create its pod: %s", errAgentFailed, msg)
-			}
-			report("scheduling", "")
-		} else {
-			p := &pods.Items[0]
-			a.Pod = p.Name
-			done, phase, detail, err := agentPodState(p)
-			if err != nil {
-				if logs := a.logs(ctx, p.Name); logs != "" {
-					err = fmt.Errorf("%w\nagent log:\n%s", err, logs)
-				}
-				return err
-			}
-			if phase == "starting" && a.pulling(ctx, p) {
-				phase, detail = "pulling", p.Spec.Containers[0].Image
-			}
-			if phase == "running" {
-				detail = "pod " + p.Name
-			}
-			status = phase + " " + detail
-			report(phase, detail)
-			if done {
-				return nil
-			}
+		if phase+detail != reported {
+			reported = phase + detail
+			last = strings.TrimSpace(phase + " " + detail)
+			progress(phase, detail)
+		}
+		if done {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return errors.New(strings.TrimSpace(status))
+			return errors.New(last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// lookJob reads where the Job's agent is: no pod yet (or the reason the Job made none), or its
+// pod's state, with the pulling phase and the agent's log on a failure.
+func (a *Agent) lookJob(ctx context.Context) (done bool, phase, detail string, err error) {
+	selector := "batch.kubernetes.io/controller-uid=" + string(a.jobUID)
+	pods, err := a.cs.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return false, "", "", apiError("list the agent's pod", a.Namespace, err)
+	}
+	if len(pods.Items) == 0 {
+		if msg := a.jobFailure(ctx); msg != "" {
+			if strings.Contains(msg, "PodSecurity") {
+				msg += " (the agent's pod needs the privileged level; --ephemeral needs less; docs/KUBERNETES.md)"
+			}
+			return false, "", "", fmt.Errorf("%w: the job could not create its pod: %s", errAgentFailed, msg)
+		}
+		return false, "scheduling", "", nil
+	}
+	p := &pods.Items[0]
+	a.Pod = p.Name
+	if done, phase, detail, err = a.state(p); err != nil {
+		return false, "", "", a.withLog(ctx, err)
+	}
+	switch {
+	case phase == "starting" && a.pulling(ctx, p):
+		phase, detail = "pulling", p.Spec.Containers[0].Image
+	case phase == "running":
+		detail = "pod " + p.Name
+	}
+	return done, phase, detail, nil
+}
+
+// lookEphemeral reads where the ephemeral agent is in its pod's status.
+func (a *Agent) lookEphemeral(ctx context.Context) (done bool, phase, detail string, err error) {
+	p, err := a.cs.CoreV1().Pods(a.Namespace).Get(ctx, a.Pod, metav1.GetOptions{})
+	if err != nil {
+		return false, "", "", apiError("read pod "+a.Pod, a.Namespace, err)
+	}
+	if done, phase, detail, err = a.state(p); err != nil {
+		return false, "", "", a.withLog(ctx, err)
+	}
+	if done {
+		detail = "ephemeral container " + a.Container
+	}
+	return done, phase, detail, nil
+}
+
+// state reads where the agent is in the status of p, its pod (the target's pod for an
+// ephemeral agent).
+func (a *Agent) state(p *corev1.Pod) (done bool, phase, detail string, err error) {
+	if a.Job != "" {
+		return agentPodState(p)
+	}
+	for _, st := range p.Status.EphemeralContainerStatuses {
+		if st.Name == a.Container {
+			return containerState(st)
+		}
+	}
+	return false, "starting", "", nil
+}
+
+// withLog adds the tail of the agent's log to a failure.
+func (a *Agent) withLog(ctx context.Context, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	rc, lerr := a.cs.CoreV1().Pods(a.Namespace).GetLogs(a.Pod, &corev1.PodLogOptions{Container: a.Container, TailLines: ptr(int64(20))}).Stream(ctx)
+	if lerr != nil {
+		return err
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 8<<10))
+	if logs := bytes.TrimSpace(b); len(logs) > 0 {
+		return fmt.Errorf("%w\nagent log:\n%s", err, logs)
+	}
+	return err
 }
 
 // agentPodState reads where the agent's pod is: running (done), a phase to report, or a
@@ -576,19 +587,6 @@ func (a *Agent) pulling(ctx context.Context, p *corev1.Pod) bool {
 	return last.Reason == "Pulling"
 }
 
-// logs returns the tail of the agent's log, "" when there is none.
-func (a *Agent) logs(ctx context.Context, pod string) string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
-	defer cancel()
-	rc, err := a.cs.CoreV1().Pods(a.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: a.Container, TailLines: ptr(int64(20))}).Stream(ctx)
-	if err != nil {
-		return ""
-	}
-	defer rc.Close()
-	b, _ := io.ReadAll(io.LimitReader(rc, 8<<10))
-	return string(bytes.TrimSpace(b))
-}
-
 // Failed returns why the agent's pod stopped, "" while it runs (or cannot be read).
 func (a *Agent) Failed(ctx context.Context) string {
 	p, err := a.cs.CoreV1().Pods(a.Namespace).Get(ctx, a.Pod, metav1.GetOptions{})
@@ -598,17 +596,7 @@ func (a *Agent) Failed(ctx context.Context) string {
 	if err != nil {
 		return ""
 	}
-	if a.Job == "" {
-		for _, st := range p.Status.EphemeralContainerStatuses {
-			if st.Name == a.Container {
-				if _, _, _, err := containerState(st); err != nil {
-					return err.Error()
-				}
-			}
-		}
-		return ""
-	}
-	if _, _, _, err := agentPodState(p); err != nil {
+	if _, _, _, err := a.state(p); err != nil {
 		return err.Error()
 	}
 	return ""

@@ -151,13 +151,6 @@ func podField(pod *corev1.Pod, path string) (string, error) {
 	if k, ok := strings.CutPrefix(path, "metadata.annotations['"); ok {
 		return pod.Annotations[strings.TrimSuffix(k, "']")], nil
 	}
-	ips := func(list []corev1.PodIP) string {
-		var s []string
-		for _, ip := range list {
-			s = append(s, ip.IP)
-		}
-		return strings.Join(s, ",")
-	}
 	switch path {
 	case "metadata.name":
 		return pod.Name, nil
@@ -172,17 +165,22 @@ func podField(pod *corev1.Pod, path string) (string, error) {
 	case "status.hostIP":
 		return pod.Status.HostIP, nil
 	case "status.hostIPs":
-		var s []string
-		for _, ip := range pod.Status.HostIPs {
-			s = append(s, ip.IP)
-		}
-		return strings.Join(s, ","), nil
+		return joinIPs(pod.Status.HostIPs, func(ip corev1.HostIP) string { return ip.IP }), nil
 	case "status.podIP":
 		return pod.Status.PodIP, nil
 	case "status.podIPs":
-		return ips(pod.Status.PodIPs), nil
+		return joinIPs(pod.Status.PodIPs, func(ip corev1.PodIP) string { return ip.IP }), nil
 	}
 	return "", fmt.Errorf("field %s", path)
+}
+
+// joinIPs is a list of addresses as the downward API gives it, comma-separated.
+func joinIPs[T any](list []T, ip func(T) string) string {
+	s := make([]string, len(list))
+	for i, v := range list {
+		s[i] = ip(v)
+	}
+	return strings.Join(s, ",")
 }
 
 // resourceField is a container's request or limit in the reference's divisor, rounded up, as

@@ -400,9 +400,10 @@ func truncate(s string) string {
 }
 
 // Stream windows. On loopback (a local target) 1 MiB keeps a stream at full speed; through the
-// API server's port-forward the round trip is longer, and 16 MiB brought a download from 0.66
-// to 0.91 of kubectl port-forward's speed (test/cluster TestBenchKube). A window is memory a
-// stream may hold for a reader that does not read.
+// API server's port-forward the round trip is longer, and a stream moves one window per round
+// trip (make bench's port-forward row measures the result; one-off runs of it with this
+// constant changed by hand are in the notes). A window is memory a stream may hold
+// for a reader that does not read.
 const (
 	DefaultStreamWindow     = 1 << 20
 	PortForwardStreamWindow = 16 << 20
@@ -570,14 +571,21 @@ func ParseFileRequest(b []byte) (FileRequest, error) {
 }
 
 // MuxConn wraps the connection a multiplexer session runs on so that each data frame's header
-// and body leave in one write (writev). yamux writes them separately: two syscalls and, with
-// TCP_NODELAY, two packets per frame. Only the session's send loop writes to it.
-func MuxConn(c net.Conn) net.Conn { return &frameConn{Conn: c} }
+// and body leave in one write: writev on a TCP connection, one reused buffer otherwise (a
+// port-forward stream, where each write is a frame of its own). yamux writes them separately:
+// two syscalls and, with TCP_NODELAY, two packets per frame. Only the session's send loop
+// writes to it.
+func MuxConn(c net.Conn) net.Conn {
+	_, tcp := c.(*net.TCPConn)
+	return &frameConn{Conn: c, writev: tcp}
+}
 
 type frameConn struct {
 	net.Conn
-	held []byte // a data frame's header, written with the body that follows it
-	hbuf [yamuxHeaderSize]byte
+	writev bool   // the connection is TCP: header and body go out with writev
+	held   []byte // a data frame's header, written with the body that follows it
+	hbuf   [yamuxHeaderSize]byte
+	joined []byte // header and body in one buffer, when there is no writev
 }
 
 // yamux's frame header: version, type, flags (2), stream ID (4), length (4). Type 0 is data,
@@ -592,11 +600,12 @@ func (c *frameConn) Write(p []byte) (int, error) {
 		hdr := c.held
 		c.held = nil
 		var err error
-		if _, ok := c.Conn.(*net.TCPConn); ok {
+		if c.writev {
 			bufs := net.Buffers{hdr, p}
-			_, err = bufs.WriteTo(c.Conn) // writev
+			_, err = bufs.WriteTo(c.Conn)
 		} else {
-			_, err = c.Conn.Write(append(hdr, p...))
+			c.joined = append(append(c.joined[:0], hdr...), p...)
+			_, err = c.Conn.Write(c.joined)
 		}
 		if err != nil {
 			return 0, err

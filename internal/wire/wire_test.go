@@ -348,6 +348,13 @@ func TestMuxConnJoinsHeaderAndBody(t *testing.T) {
 	if len(writes) != 2 || !bytes.Equal(writes[1], ping) {
 		t.Fatalf("a ping must go out at once: %x", writes)
 	}
+	// A second data frame, shorter, through the same joining buffer.
+	hdr2 := []byte{0, yamuxTypeData, 0, 0, 0, 0, 0, 3, 0, 0, 0, 2}
+	c.Write(hdr2)
+	c.Write([]byte("de"))
+	if len(writes) != 3 || !bytes.Equal(writes[2], append(hdr2, "de"...)) {
+		t.Fatalf("writes %x, want the second header and body together", writes)
+	}
 }
 
 type recordConn struct {
