@@ -21,7 +21,8 @@
 # Run as root: sudo make bench. Knobs (environment): BENCH_SECONDS (length of each load run,
 # default 5), BENCH_ROUNDS (rounds of the throughput and connection rows, default 2),
 # BENCH_OUT (default docs/BENCHMARKS.md), BENCH_DOPPEL (a doppel binary to measure instead of
-# building bin/doppel with make build).
+# building bin/doppel with make build), BENCH_ONLY=connections (only the new-connection rows
+# and the syscall costs, printed and not written: for trying a change to the connect path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -343,10 +344,12 @@ row() {
   done
 }
 
-say "bulk TCP throughput, upload (iperf3 -t $seconds -P 1), $rounds rounds"
-row up iperf3_run
-say "bulk TCP throughput, download (iperf3 -R -t $seconds -P 1), $rounds rounds"
-row down iperf3_run -R
+if [[ ${BENCH_ONLY:-} != connections ]]; then
+  say "bulk TCP throughput, upload (iperf3 -t $seconds -P 1), $rounds rounds"
+  row up iperf3_run
+  say "bulk TCP throughput, download (iperf3 -R -t $seconds -P 1), $rounds rounds"
+  row down iperf3_run -R
+fi
 
 say "new connections per second, one request per connection (wrk -t1 -c4 -d${seconds}s -H 'Connection: close'), $rounds rounds"
 # wrk under proxychains4: tried once, short, first; when it does not work, the row has no
@@ -368,12 +371,24 @@ fi
 say "new connections per second with connloop.py (python3, 4 processes), $rounds rounds"
 row loop loop_run
 
+
 say "cost of one intercepted syscall (test/bench/syscallcost, 2 s per call)"
 sc_direct=$(ip netns exec "$laptop" "${nobody[@]}" "$work/syscallcost" -d 2s)
 sc_doppel=$(doppel "$work/syscallcost" -d 2s)
 sc_doppel_remote=$(doppel "$work/syscallcost" -d 2s -remote 10.96.0.80:80)
 printf '  direct:\n%s\n  doppel:\n%s\n  doppel, one redirected connection open:\n%s\n' "$sc_direct" "$sc_doppel" "$sc_doppel_remote"
 sc() { awk -v c="$2" '$1 == c {print $3}' <<<"$1"; }
+
+if [[ ${BENCH_ONLY:-} == connections ]]; then
+  for name in wrk loop; do
+    for m in doppel proxy; do
+      [[ -n ${res[$name,$m]:-} ]] || continue
+      # shellcheck disable=SC2086
+      echo "$name $m/direct: $(ratio "$(mean ${res[$name,$m]})" "$(mean ${res[$name,direct]})")"
+    done
+  done
+  exit 0
+fi
 
 say "start-up: doppel exec --target pid:$pod_pid -- true vs true (hyperfine, in the laptop)"
 ip netns exec "$laptop" hyperfine -N --style basic --warmup 3 --runs 30 --export-json "$work/startup.json" \

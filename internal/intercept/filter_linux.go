@@ -22,7 +22,7 @@ func argHigh(i int) uint32 { return uint32(offArgs + 8*i + 4) }
 //
 //	arch != native                -> allow
 //	nr has the x32 bit            -> allow
-//	for each rule, in order: nr == rule.Nr (and its argument non-zero) -> trap
+//	for each rule, in order: nr == rule.Nr (and its argument conditions hold) -> trap
 //	otherwise                     -> allow
 //	trap: args[5] == cookie       -> allow (the trampoline's own calls between install and exec)
 //	      else                    -> SECCOMP_RET_USER_NOTIF
@@ -68,8 +68,33 @@ func buildFilter(rules []Rule, cookie uint64) ([]bpf.RawInstruction, error) {
 		if r.Nr < 0 || r.ArgNonZero < -1 || r.ArgNonZero > 5 {
 			return nil, fmt.Errorf("invalid rule %+v", r)
 		}
-		next := len(jumps) // the "skip this rule" jumps are patched below
+		for _, m := range r.Match {
+			if m.Arg < 0 || m.Arg > 5 || len(m.In) == 0 {
+				return nil, fmt.Errorf("invalid rule %+v", r)
+			}
+		}
+		otherNr := len(jumps) // the jump to the next rule, patched below
 		jumpIf(uint32(r.Nr), false, 0)
+		var fail []int // jumps to "this rule does not hold": reload the number, next rule
+		for _, m := range r.Match {
+			emit(bpf.LoadAbsolute{Off: argLow(m.Arg), Size: 4})
+			if m.Mask != 0 {
+				emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: m.Mask})
+			}
+			var held []int
+			for i, v := range m.In {
+				if i < len(m.In)-1 {
+					held = append(held, len(jumps))
+					jumpIf(v, true, 0)
+				} else {
+					fail = append(fail, len(jumps))
+					jumpIf(v, false, 0)
+				}
+			}
+			for _, j := range held {
+				jumps[j].target = len(prog)
+			}
+		}
 		if r.ArgNonZero == -1 {
 			jumpTo(labelTrap)
 		} else {
@@ -77,10 +102,15 @@ func buildFilter(rules []Rule, cookie uint64) ([]bpf.RawInstruction, error) {
 			jumpIf(0, false, labelTrap)
 			emit(bpf.LoadAbsolute{Off: argHigh(r.ArgNonZero), Size: 4})
 			jumpIf(0, false, labelTrap)
-			// Argument zero: reload the number for the rules that follow.
+		}
+		if r.ArgNonZero != -1 || len(fail) > 0 {
+			// The rule does not hold: reload the number for the rules that follow.
+			for _, j := range fail {
+				jumps[j].target = len(prog)
+			}
 			emit(bpf.LoadAbsolute{Off: offNr, Size: 4})
 		}
-		jumps[next].target = len(prog)
+		jumps[otherNr].target = len(prog)
 	}
 	allow := emit(bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW})
 	trap := emit(bpf.LoadAbsolute{Off: argLow(5), Size: 4})

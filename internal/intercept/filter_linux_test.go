@@ -2,7 +2,12 @@ package intercept
 
 import (
 	"encoding/binary"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -30,6 +35,12 @@ func TestFilter(t *testing.T) {
 		{Nr: unix.SYS_OPENAT, ArgNonZero: -1},
 		{Nr: unix.SYS_RECVFROM, ArgNonZero: 4},
 		{Nr: unix.SYS_RECVFROM, ArgNonZero: 5}, // a second rule for one number: either traps
+		{Nr: unix.SYS_SOCKET, ArgNonZero: -1, Match: []ArgMatch{
+			{Arg: 0, In: []uint32{unix.AF_INET, unix.AF_INET6}},
+			{Arg: 1, Mask: 0xf, In: []uint32{unix.SOCK_STREAM}},
+		}},
+		{Nr: unix.SYS_SOCKET, ArgNonZero: 2, Match: []ArgMatch{{Arg: 0, In: []uint32{unix.AF_UNIX}}}},
+		{Nr: unix.SYS_BIND, ArgNonZero: -1},
 	}
 	raw, err := buildFilter(rules, cookie)
 	if err != nil {
@@ -66,6 +77,14 @@ func TestFilter(t *testing.T) {
 		{"second rule", unix.SYS_RECVFROM, nativeArch, [6]uint64{3, 1, 1, 0, 0, 0x7fff0000}, notify},
 		{"first rule", unix.SYS_RECVFROM, nativeArch, [6]uint64{3, 1, 1, 0, 0x7fff0000, 0}, notify},
 		{"neither rule", unix.SYS_RECVFROM, nativeArch, [6]uint64{3, 1, 1, 0, 0, 0}, allow},
+		{"match both", unix.SYS_SOCKET, nativeArch, [6]uint64{unix.AF_INET6, unix.SOCK_STREAM | unix.SOCK_NONBLOCK, 0}, notify},
+		{"match first value", unix.SYS_SOCKET, nativeArch, [6]uint64{unix.AF_INET, unix.SOCK_STREAM | unix.SOCK_CLOEXEC, 6}, notify},
+		{"match high half ignored", unix.SYS_SOCKET, nativeArch, [6]uint64{1<<32 | unix.AF_INET, unix.SOCK_STREAM}, notify},
+		{"match first fails", unix.SYS_SOCKET, nativeArch, [6]uint64{unix.AF_NETLINK, unix.SOCK_STREAM}, allow},
+		{"match second fails", unix.SYS_SOCKET, nativeArch, [6]uint64{unix.AF_INET, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC}, allow},
+		{"match, later rule holds", unix.SYS_SOCKET, nativeArch, [6]uint64{unix.AF_UNIX, unix.SOCK_STREAM, 1}, notify},
+		{"match, later rule's arg zero", unix.SYS_SOCKET, nativeArch, [6]uint64{unix.AF_UNIX, unix.SOCK_STREAM, 0}, allow},
+		{"rule after matches", unix.SYS_BIND, nativeArch, [6]uint64{3}, notify},
 		{"cookie", unix.SYS_CONNECT, nativeArch, [6]uint64{5: cookie}, allow},
 		{"half cookie low", unix.SYS_CONNECT, nativeArch, [6]uint64{5: cookie & 0xffffffff}, notify},
 		{"half cookie high", unix.SYS_CONNECT, nativeArch, [6]uint64{5: cookie &^ 0xffffffff}, notify},
@@ -108,7 +127,9 @@ func TestFilterNoRules(t *testing.T) {
 }
 
 func TestFilterBadRule(t *testing.T) {
-	for _, r := range []Rule{{Nr: -1, ArgNonZero: -1}, {Nr: 1, ArgNonZero: 6}, {Nr: 1, ArgNonZero: -2}} {
+	for _, r := range []Rule{{Nr: -1, ArgNonZero: -1}, {Nr: 1, ArgNonZero: 6}, {Nr: 1, ArgNonZero: -2},
+		{Nr: 1, ArgNonZero: -1, Match: []ArgMatch{{Arg: 6, In: []uint32{1}}}},
+		{Nr: 1, ArgNonZero: -1, Match: []ArgMatch{{Arg: 0}}}} {
 		if _, err := buildFilter([]Rule{r}, 1); err == nil {
 			t.Errorf("buildFilter(%+v) succeeded", r)
 		}
@@ -142,5 +163,65 @@ func TestReleaseAtLeast(t *testing.T) {
 		if got := releaseAtLeast(tt.release, tt.want); got != tt.ok {
 			t.Errorf("releaseAtLeast(%q, %q) = %v", tt.release, tt.want, got)
 		}
+	}
+}
+
+// TestPidfdCacheDropsGoneThread checks that a cached pidfd serves its thread, and that once the
+// thread is gone it is dropped rather than used for another thread given the same id.
+func TestPidfdCacheDropsGoneThread(t *testing.T) {
+	if !haveThreadPidfd() {
+		t.Skip("no PIDFD_THREAD (Linux 6.9)")
+	}
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A thread that ends: one locked to a goroutine that returns, unless it is the main thread
+	// (which the runtime keeps): then try again.
+	var tid int
+	var done chan struct{}
+	for tid == 0 || tid == os.Getpid() {
+		tids := make(chan int)
+		done = make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			tids <- unix.Gettid()
+			<-done
+			if unix.Gettid() == os.Getpid() {
+				runtime.UnlockOSThread()
+			}
+		}()
+		if tid = <-tids; tid == os.Getpid() {
+			close(done)
+		}
+	}
+	pidfd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c pidfdCache
+	defer c.closeAll()
+	c.put(tid, pidfd)
+	nfd, ok, err := c.getfd(tid, int(f.Fd()))
+	if !ok || err != nil {
+		t.Fatalf("getfd through the live thread's pidfd: ok %v, err %v", ok, err)
+	}
+	unix.Close(nfd)
+	close(done)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %d still there", tid)
+		}
+	}
+	if nfd, ok, _ := c.getfd(tid, int(f.Fd())); ok {
+		unix.Close(nfd)
+		t.Fatal("getfd through a gone thread's pidfd succeeded")
+	}
+	if _, cached := c.byTID[tid]; cached {
+		t.Error("the gone thread's pidfd is still cached")
 	}
 }

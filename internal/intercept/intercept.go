@@ -15,10 +15,19 @@ const trampolineEnv = "DOPPEL_TRAMPOLINE"
 // platform or kernel.
 var ErrNotSupported = errors.New("not supported on this system")
 
-// Rule selects a system call to trap.
+// Rule selects a system call to trap: every condition it lists must hold.
 type Rule struct {
-	Nr         int // syscall number (unix.SYS_*)
-	ArgNonZero int // -1: always notify; 0..5: notify only when that argument is non-zero, else allow
+	Nr         int        // syscall number (unix.SYS_*)
+	ArgNonZero int        // -1: no condition; 0..5: notify only when that argument is non-zero
+	Match      []ArgMatch // further conditions on arguments
+}
+
+// ArgMatch holds when the low 32 bits of argument Arg, masked with Mask (0: no mask), equal one
+// of In: for example socket's family in {AF_INET, AF_INET6}, or its type & 0xf == SOCK_STREAM.
+type ArgMatch struct {
+	Arg  int
+	Mask uint32
+	In   []uint32
 }
 
 // Handler handles one trapped system call. It runs on the notification goroutine, which serves

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -350,20 +351,92 @@ func (r *Request) GetFD(fd int) (*os.File, error) {
 
 // GetRawFD is GetFD returning the bare descriptor, which the caller closes with unix.Close.
 func (r *Request) GetRawFD(fd int) (int, error) {
+	if r.s != nil && haveThreadPidfd() {
+		if nfd, ok, err := r.s.pidfds.getfd(r.pid, fd); ok {
+			if err != nil {
+				return -1, fmt.Errorf("pidfd_getfd(thread %d, fd %d): %w", r.pid, fd, err)
+			}
+			return nfd, nil
+		}
+	}
 	pidfd, err := r.pidfd()
 	if err != nil {
 		return -1, err
 	}
-	defer unix.Close(pidfd)
 	nfd, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
+		unix.Close(pidfd)
 		return -1, fmt.Errorf("pidfd_getfd(thread %d, fd %d): %w", r.pid, fd, err)
 	}
 	if err := r.checkValid("get fd"); err != nil {
+		unix.Close(pidfd)
 		unix.Close(nfd)
 		return -1, err
 	}
+	if r.s != nil && haveThreadPidfd() {
+		r.s.pidfds.put(r.pid, pidfd)
+	} else {
+		unix.Close(pidfd)
+	}
 	return nfd, nil
+}
+
+// pidfdCache keeps the thread pidfds (PIDFD_THREAD) of the program's threads that GetRawFD
+// opened, by thread id. A pidfd names one thread for good: once the thread is gone, any
+// pidfd_getfd through it fails with ESRCH, even when its id has been given to a new thread.
+// So a cached pidfd that works is the calling thread's, and needs no check that the request is
+// still valid, which a fresh one does (the id may have been reused before the open).
+type pidfdCache struct {
+	mu    sync.Mutex
+	byTID map[int]int
+}
+
+// maxPidfds bounds the cache: past it, every entry is dropped (threads come and go).
+const maxPidfds = 256
+
+// getfd is pidfd_getfd of descriptor fd through the cached pidfd of thread tid; ok is false
+// when there is none that works (none cached, or its thread is gone: the id is another's now).
+// The lock is held through the call, so that no pidfd is closed while in use.
+func (c *pidfdCache) getfd(tid, fd int) (nfd int, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pidfd, ok := c.byTID[tid]
+	if !ok {
+		return -1, false, nil
+	}
+	nfd, err = unix.PidfdGetfd(pidfd, fd, 0)
+	if errors.Is(err, unix.ESRCH) {
+		unix.Close(pidfd)
+		delete(c.byTID, tid)
+		return -1, false, nil
+	}
+	return nfd, true, err
+}
+
+func (c *pidfdCache) put(tid, pidfd int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byTID == nil || len(c.byTID) >= maxPidfds {
+		c.closeAllLocked()
+		c.byTID = make(map[int]int)
+	}
+	if old, ok := c.byTID[tid]; ok {
+		unix.Close(old)
+	}
+	c.byTID[tid] = pidfd
+}
+
+func (c *pidfdCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeAllLocked()
+}
+
+func (c *pidfdCache) closeAllLocked() {
+	for tid, fd := range c.byTID {
+		unix.Close(fd)
+		delete(c.byTID, tid)
+	}
 }
 
 // FDInode returns the inode number of the caller's file descriptor fd (for a socket, the
@@ -394,6 +467,12 @@ func (r *Request) AddFDAt(f *os.File, target int, cloexec bool) error {
 	return err
 }
 
+// AddRawFDAt is AddFDAt for a bare descriptor of this process, which stays open here.
+func (r *Request) AddRawFDAt(fd, target int, cloexec bool) error {
+	_, err := r.addRawFD(fd, target, cloexec)
+	return err
+}
+
 // AddRawFD is AddFD for a bare descriptor of this process, which stays open here.
 func (r *Request) AddRawFD(fd int, cloexec bool) (int, error) {
 	return r.addRawFD(fd, -1, cloexec)
@@ -412,6 +491,31 @@ func (r *Request) addFD(f *os.File, target int, cloexec bool) (int, error) {
 		return -1, fmt.Errorf("add fd: %w", err)
 	}
 	return newfd, addErr
+}
+
+// ReturnFD answers the call by installing a copy of the bare descriptor fd (which stays open
+// here) in the caller at its lowest free number and making the call return that number, in one
+// step (SECCOMP_ADDFD_FLAG_SEND, Linux 5.14): the way to answer socket(2) with a socket made
+// elsewhere. When it fails the request is still unanswered, unless the caller is gone. Call it
+// only from the handler itself, on the notification thread: a signal reaching the thread that
+// makes this call was measured to hand the program descriptor 0 (interception.md), and that
+// thread blocks them.
+func (r *Request) ReturnFD(fd int, cloexec bool) error {
+	if r.s == nil {
+		return os.ErrClosed
+	}
+	if r.answered.Load() {
+		return errors.New("return fd: request already answered")
+	}
+	add := seccompNotifAddfd{ID: r.id, Srcfd: uint32(fd), Flags: unix.SECCOMP_ADDFD_FLAG_SEND}
+	if cloexec {
+		add.NewfdFlags = unix.O_CLOEXEC
+	}
+	if _, err := r.s.ioctl(unix.SECCOMP_IOCTL_NOTIF_ADDFD, unsafe.Pointer(&add)); err != nil {
+		return fmt.Errorf("return fd to thread %d: %w", r.pid, err)
+	}
+	r.answered.Store(true)
+	return nil
 }
 
 func (r *Request) addRawFD(fd, target int, cloexec bool) (int, error) {

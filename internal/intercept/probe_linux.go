@@ -104,9 +104,14 @@ var probe = sync.OnceValue(func() []Feature {
 })
 
 // haveThreadPidfd reports whether pidfd_open accepts PIDFD_THREAD (Linux 6.9).
-func haveThreadPidfd() bool {
+func haveThreadPidfd() bool { return have(featPidfdThread) }
+
+// CanReturnFD reports whether Request.ReturnFD works here (SECCOMP_ADDFD_FLAG_SEND, Linux 5.14).
+func CanReturnFD() bool { return have(featAddfdSend) }
+
+func have(name string) bool {
 	for _, f := range probe() {
-		if f.Name == featPidfdThread {
+		if f.Name == name {
 			return f.Have
 		}
 	}

@@ -28,6 +28,8 @@ type Supervisor struct {
 	sizes    seccompNotifSizes
 	handlers map[int]Handler
 
+	pidfds pidfdCache // of the program's threads, for GetRawFD
+
 	listenerMu sync.RWMutex // write-held while closing the listener
 	listener   int          // -1 once closed
 
@@ -384,12 +386,13 @@ func (s *Supervisor) closeListener() {
 		unix.Close(s.listener)
 		s.listener = -1
 	}
+	s.pidfds.closeAll()
 }
 
 // loop receives notifications and dispatches them, until stopped or until no process uses the
 // filter any more (POLLHUP). It runs on a locked thread with asynchronous signals blocked: a
 // signal (Go's preemption signal) hitting the supervisor during ADDFD with the SEND flag was
-// measured to hand the target fd 0; this package does not use SEND, and blocks them anyway.
+// measured to hand the target fd 0, and Request.ReturnFD uses SEND.
 // Synchronous fault signals stay unblocked so that a bug in a handler panics normally.
 func (s *Supervisor) loop() {
 	defer close(s.loopDone)

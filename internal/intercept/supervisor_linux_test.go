@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -84,8 +85,9 @@ func sh(script string) Config {
 
 const markerPath = "/etc/doppel-test-marker"
 
-// serveMarker is an openat handler that serves markerPath from a memfd with content.
-func serveMarker(t *testing.T, content string, calls *int) Handler {
+// serveMarker is an openat handler that serves markerPath from a memfd with content, answering
+// with AddFD and Return, or with ReturnFD in one step.
+func serveMarker(t *testing.T, content string, calls *int, returnFD bool) Handler {
 	var mu sync.Mutex
 	return func(r *Request) {
 		path, err := r.ReadString(r.Arg(1), unix.PathMax)
@@ -118,6 +120,14 @@ func serveMarker(t *testing.T, content string, calls *int) Handler {
 			return
 		}
 		defer f.Close()
+		if returnFD {
+			// One step: installed and returned (SECCOMP_ADDFD_FLAG_SEND).
+			if err := r.ReturnFD(int(f.Fd()), r.Arg(2)&unix.O_CLOEXEC != 0); err != nil {
+				t.Errorf("ReturnFD: %v", err)
+				r.Errno(unix.EIO)
+			}
+			return
+		}
 		newfd, err := r.AddFD(f, r.Arg(2)&unix.O_CLOEXEC != 0)
 		if err != nil {
 			t.Errorf("AddFD: %v", err)
@@ -129,18 +139,25 @@ func serveMarker(t *testing.T, content string, calls *int) Handler {
 }
 
 func TestChildAndGrandchildTrapped(t *testing.T) {
-	checkFDs(t)
-	const content = "hello from doppel\n"
-	calls := 0
-	cfg := sh(`cat ` + markerPath + `; /bin/sh -c "cat ` + markerPath + `"`)
-	cfg.Rules = []Rule{{Nr: unix.SYS_OPENAT, ArgNonZero: -1}}
-	cfg.Handlers = map[int]Handler{unix.SYS_OPENAT: serveMarker(t, content, &calls)}
-	out, errOut, state := run(t, cfg)
-	if out != content+content || !state.Success() {
-		t.Errorf("output %q, stderr %q, state %v; want %q twice", out, errOut, state, content)
-	}
-	if calls != 2 {
-		t.Errorf("handler served the marker %d times, want 2", calls)
+	for _, returnFD := range []bool{false, true} {
+		t.Run(fmt.Sprintf("returnFD=%v", returnFD), func(t *testing.T) {
+			if returnFD && !CanReturnFD() {
+				t.Skip("no SECCOMP_ADDFD_FLAG_SEND (Linux 5.14)")
+			}
+			checkFDs(t)
+			const content = "hello from doppel\n"
+			calls := 0
+			cfg := sh(`cat ` + markerPath + `; /bin/sh -c "cat ` + markerPath + `"`)
+			cfg.Rules = []Rule{{Nr: unix.SYS_OPENAT, ArgNonZero: -1}}
+			cfg.Handlers = map[int]Handler{unix.SYS_OPENAT: serveMarker(t, content, &calls, returnFD)}
+			out, errOut, state := run(t, cfg)
+			if out != content+content || !state.Success() {
+				t.Errorf("output %q, stderr %q, state %v; want %q twice", out, errOut, state, content)
+			}
+			if calls != 2 {
+				t.Errorf("handler served the marker %d times, want 2", calls)
+			}
+		})
 	}
 }
 
@@ -168,7 +185,7 @@ func TestRuleWithArgument(t *testing.T) {
 	var mu sync.Mutex
 	var flags []uint64
 	calls := 0
-	serve := serveMarker(t, "served\n", &calls)
+	serve := serveMarker(t, "served\n", &calls, false)
 	cfg := sh(`cat ` + markerPath)
 	cfg.Rules = []Rule{{Nr: unix.SYS_OPENAT, ArgNonZero: 2}}
 	cfg.Handlers = map[int]Handler{unix.SYS_OPENAT: func(r *Request) {
@@ -517,7 +534,7 @@ func TestCredential(t *testing.T) {
 	cfg.Dir = "/"
 	cfg.Credential = &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{65534}}
 	cfg.Rules = []Rule{{Nr: unix.SYS_OPENAT, ArgNonZero: -1}}
-	cfg.Handlers = map[int]Handler{unix.SYS_OPENAT: serveMarker(t, content, &calls)}
+	cfg.Handlers = map[int]Handler{unix.SYS_OPENAT: serveMarker(t, content, &calls, false)}
 	out, errOut, state := run(t, cfg)
 	if want := "65534\n65534\n65534\n" + content; out != want || !state.Success() {
 		t.Errorf("output %q, stderr %q, state %v; want %q", out, errOut, state, want)

@@ -42,6 +42,23 @@ var copiedSockopts = []sockopt{
 	{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, false},
 	{unix.IPPROTO_TCP, unix.TCP_MAXSEG, false},
 	{unix.IPPROTO_TCP, unix.TCP_QUICKACK, false},
+	{unix.SOL_SOCKET, unix.SO_REUSEPORT, false},
+	{unix.SOL_SOCKET, unix.SO_RCVLOWAT, false},
+	{unix.IPPROTO_IP, unix.IP_TOS, false},
+	{unix.IPPROTO_IP, unix.IP_FREEBIND, false},
+	{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, false}, // AF_INET6 only: fails, and is skipped, on AF_INET
+	{unix.IPPROTO_IPV6, unix.IPV6_TCLASS, false},
+	{unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, false},
+	{unix.IPPROTO_TCP, unix.TCP_FASTOPEN, false},
+	{unix.IPPROTO_TCP, unix.TCP_FASTOPEN_CONNECT, false},
+	{unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, false},
+}
+
+// freshKey names the options of a fresh socket: by family, of this machine's network or the
+// target's (per-network sysctls set some defaults).
+type freshKey struct {
+	family int
+	local  bool
 }
 
 // soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14): the cookie of a socket's network namespace.
@@ -80,17 +97,22 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, d
 // waking another: it only goes ahead when a socket of the target's network is ready. It says
 // whether it answered q and, when it did not, whether the program's socket can be replaced.
 func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.AddrPort) (answered, replaceable bool) {
-	sfd, typ, family, err := socketOf(q, fd)
+	sfd, err := q.GetRawFD(fd)
 	if err != nil {
 		return false, true // the goroutine's own look decides
 	}
 	defer unix.Close(sfd)
-	if typ != unix.SOCK_STREAM {
+	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+		q.Continue() // a socket of the target's network already (placed): the kernel answers
+		return true, false
+	}
+	typ, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil || typ != unix.SOCK_STREAM {
 		return false, false
 	}
-	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
-		q.Continue() // a socket of the target's network already: the kernel answers
-		return true, false
+	family, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return false, false
 	}
 	ino, err := inodeOf(sfd)
 	if err != nil || !r.inPlaceOK(q, sfd, ino) {
@@ -119,7 +141,7 @@ func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst 
 	var oerr error
 	rc.Control(func(nfd uintptr) {
 		var blocking bool
-		if blocking, oerr = r.copySockopts(sfd, int(nfd), family); oerr == nil {
+		if blocking, oerr = r.copySockopts(sfd, int(nfd), family, false); oerr == nil {
 			oerr = unix.SetNonblock(int(nfd), !blocking)
 		}
 	})
@@ -176,20 +198,30 @@ func (r *Redirector) onEpollCreate(q *intercept.Request) {
 	q.Continue()
 }
 
-// registered says whether the socket with inode ino is registered with an epoll instance in the
-// descriptor table of thread tid.
-func (e *epollFDs) registered(tid int, ino uint64) (bool, error) {
+// list returns the epoll descriptors of thread tid's descriptor table.
+func (e *epollFDs) list(tid int) ([]int, error) {
 	e.mu.Lock()
 	fds, ok := e.byTID[tid]
 	e.mu.Unlock()
-	if !ok {
-		var err error
-		if fds, err = scanEpollFDs(tid); err != nil {
-			return false, err
-		}
-		e.mu.Lock()
-		e.byTID[tid] = fds
-		e.mu.Unlock()
+	if ok {
+		return fds, nil
+	}
+	fds, err := scanEpollFDs(tid)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.byTID[tid] = fds
+	e.mu.Unlock()
+	return fds, nil
+}
+
+// registered says whether the socket with inode ino is registered with an epoll instance in the
+// descriptor table of thread tid.
+func (e *epollFDs) registered(tid int, ino uint64) (bool, error) {
+	fds, err := e.list(tid)
+	if err != nil {
+		return false, err
 	}
 	want := "ino:" + strconv.FormatUint(ino, 16)
 	var buf [4096]byte
@@ -269,12 +301,13 @@ func inodeOf(fd int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// copySockopts gives dst, a fresh socket of family, the options of src that differ from a
-// fresh socket's, and says whether src is blocking. What a fresh socket has is read once per
-// family, from the first dst.
-func (r *Redirector) copySockopts(src, dst, family int) (blocking bool, err error) {
+// copySockopts gives dst, a fresh socket of family (of this machine's network when local, else
+// of the target's), the options of src that differ from a fresh socket's, and says whether src
+// is blocking. What a fresh socket has is read once per family and network, from the first dst.
+func (r *Redirector) copySockopts(src, dst, family int, local bool) (blocking bool, err error) {
+	key := freshKey{family, local}
 	r.mu.Lock()
-	fresh, ok := r.freshOpts[family]
+	fresh, ok := r.freshOpts[key]
 	r.mu.Unlock()
 	if !ok {
 		fresh = make([]int, len(copiedSockopts))
@@ -284,7 +317,7 @@ func (r *Redirector) copySockopts(src, dst, family int) (blocking bool, err erro
 			}
 		}
 		r.mu.Lock()
-		r.freshOpts[family] = fresh
+		r.freshOpts[key] = fresh
 		r.mu.Unlock()
 	}
 	for i, o := range copiedSockopts {

@@ -54,7 +54,7 @@ type Redirector struct {
 
 	proxy4, proxy6 *tcpProxy
 	epolls         epollFDs
-	freshOpts      map[int][]int // by family: copiedSockopts of a fresh socket of the target's network
+	freshOpts      map[freshKey][]int // copiedSockopts of a fresh socket
 	nameservers    map[netip.Addr]bool
 	localNetns     uint64 // cookie of doppel's own network namespace
 
@@ -85,7 +85,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		flows:       make(map[netip.AddrPort]*flow),
 		names:       make(map[netip.Addr][]string),
 		epolls:      epollFDs{byTID: make(map[int][]int)},
-		freshOpts:   make(map[int][]int),
+		freshOpts:   make(map[freshKey][]int),
 		listen:      newListenState(),
 	}
 	if conf, ok := opt.Files["/etc/resolv.conf"]; ok {
@@ -159,9 +159,14 @@ func (r *Redirector) Rules() []intercept.Rule {
 			}
 		}
 	}
-	if r.opt.Incoming != nil {
+	if r.placing() {
+		rules = append(rules, socketRule())
+	}
+	if r.opt.Incoming != nil || r.placing() {
 		always(unix.SYS_BIND)
 		always(unix.SYS_LISTEN)
+	}
+	if r.opt.Incoming != nil {
 		always(unix.SYS_ACCEPT4)
 		if sysAccept >= 0 {
 			always(sysAccept)
@@ -241,6 +246,21 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 	}
 	h[unix.SYS_BIND] = r.onBind
 	h[unix.SYS_LISTEN] = r.onListen
+	if r.opt.Incoming == nil {
+		h[unix.SYS_BIND] = (*intercept.Request).Continue
+		h[unix.SYS_LISTEN] = (*intercept.Request).Continue
+	}
+	if r.placing() {
+		h[unix.SYS_SOCKET] = r.onSocket
+		// A socket that binds or listens is a local one: put back before the call goes on.
+		for _, nr := range []int{unix.SYS_BIND, unix.SYS_LISTEN} {
+			handle := h[nr]
+			h[nr] = func(q *intercept.Request) {
+				r.unplaceArg0(q)
+				handle(q)
+			}
+		}
+	}
 	h[unix.SYS_ACCEPT4] = r.onAccept
 	if sysAccept >= 0 {
 		h[sysAccept] = r.onAccept
@@ -294,6 +314,9 @@ func readSockaddr(q *intercept.Request, ptr, size uint64) (netip.AddrPort, int, 
 func (r *Redirector) onConnect(q *intercept.Request) {
 	dst, _, raw, ok := readSockaddr(q, q.Arg(1), q.Arg(2))
 	if !ok || !r.remote(dst) {
+		if ok && r.placing() {
+			r.unplaceArg0(q) // a destination that stays local: not from the target's network
+		}
 		r.forgetUDPPeer(q)
 		q.Continue()
 		return

@@ -35,14 +35,19 @@ type socketResult struct {
 	err   error         // the channel failed
 }
 
-// poolSize is how many sockets of each family are kept ready.
-const poolSize = 8
+// poolSize is how many sockets of each family are kept ready. A refill starts when half are
+// gone and asks for the rest in batches, so that a program making connections fast costs the
+// agent one round trip per batch, not one per socket.
+const poolSize = 2 * wire.MaxSocketBatch
 
-// NewSockets starts handing out sockets over conn (a unix SOCK_SEQPACKET socket, non-blocking).
+// NewSockets starts handing out sockets over conn (a unix SOCK_SEQPACKET socket, non-blocking),
+// and asks for the first ones of each family.
 func NewSockets(conn *os.File) *Sockets {
 	s := &Sockets{conn: conn, waiting: make(map[uint32]chan socketResult), ready: make(map[int][]*os.File),
 		filling: make(map[int]bool), done: make(chan struct{})}
 	go s.read()
+	s.fill(unix.AF_INET)
+	s.fill(unix.AF_INET6)
 	return s
 }
 
@@ -82,10 +87,10 @@ func (s *Sockets) TryGet(family int) (*os.File, bool) {
 	return f, true
 }
 
-// fill tops up the ready sockets of family in the background.
+// fill tops up the ready sockets of family in the background once half of them are gone.
 func (s *Sockets) fill(family int) {
 	s.mu.Lock()
-	if s.filling[family] || s.err != nil {
+	if s.filling[family] || s.err != nil || len(s.ready[family]) > poolSize/2 {
 		s.mu.Unlock()
 		return
 	}
@@ -94,7 +99,7 @@ func (s *Sockets) fill(family int) {
 	go func() {
 		for {
 			s.mu.Lock()
-			want := poolSize - len(s.ready[family])
+			want := min(poolSize-len(s.ready[family]), wire.MaxSocketBatch)
 			if want <= 0 || s.err != nil {
 				s.filling[family] = false
 				s.mu.Unlock()

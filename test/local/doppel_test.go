@@ -195,6 +195,76 @@ print("reply", s.recv(64).split(b"\r\n")[0].decode())
 	}
 }
 
+// TestDoppelExecPlacedSockets checks the sockets doppel places at socket(2): a TCP socket is
+// one of the pod's network from the start, and one that turns out to be local (a connect to
+// loopback, with options, non-blocking mode and an epoll registration made before; a bind and
+// listen; TCP Fast Open to loopback) is put back, so that everything the program does with it
+// happens on this machine.
+func TestDoppelExecPlacedSockets(t *testing.T) {
+	tp, doppel := setup(t)
+	const py = `
+import errno, select, socket
+COOKIE = 71  # SO_NETNS_COOKIE
+def cookie(s):
+    return s.getsockopt(socket.SOL_SOCKET, COOKIE, 8)
+here = cookie(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))  # UDP: never placed
+
+srv = socket.socket()
+print("server placed before bind", cookie(srv) != here)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+port = srv.getsockname()[1]
+print("server local", cookie(srv) == here, srv.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
+
+c = socket.socket()
+print("client placed", cookie(c) != here)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
+c.setblocking(False)
+ep = select.epoll()
+ep.register(c.fileno(), select.EPOLLOUT | select.EPOLLET)
+print("connect", errno.errorcode.get(c.connect_ex(("127.0.0.1", port)), "0"))
+print("events", ep.poll(5))
+ep.unregister(c.fileno())  # ENOENT if the registration was not moved with its key
+a, peer = srv.accept()
+print("client local", cookie(c) == here, c.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+      c.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), c.getblocking())
+c.setblocking(True)
+c.sendall(b"ping")
+print("got", a.recv(4).decode())
+
+f = socket.socket()
+f.sendto(b"fast", socket.MSG_FASTOPEN, ("127.0.0.1", port))
+b, _ = srv.accept()
+print("fastopen", cookie(f) == here, b.recv(4).decode())
+
+r = socket.socket()
+r.connect(("10.96.0.80", 80))
+print("remote", cookie(r) != here, r.getsockname()[0])
+`
+	r := runDoppel(t, tp, doppel, nil, nil, "/usr/bin/python3", "-c", py)
+	if r.exitCode != 0 {
+		t.Fatalf("doppel exec: %v", r)
+	}
+	fd := "" // the registration's data is the client's descriptor number, which epoll reports back
+	if m := missing(r.stdout, []string{
+		"server placed before bind True\n", "server local True 1\n",
+		"client placed True\n", "connect EINPROGRESS\n", "client local True 1 77 False\n", "got ping\n",
+		"fastopen True fast\n", "remote True " + testenv.PodIP + "\n",
+	}); len(m) > 0 {
+		t.Errorf("stdout lacks %q: %v", m, r)
+	}
+	for line := range strings.Lines(r.stdout) {
+		if v, ok := strings.CutPrefix(line, "events "); ok {
+			fd = strings.TrimSpace(v)
+		}
+	}
+	if !strings.HasPrefix(fd, "[(") || !strings.HasSuffix(fd, ", 4)]") {
+		t.Errorf("epoll did not report the moved registration (EPOLLOUT = 4): events %q: %v", fd, r)
+	}
+}
+
 // TestDoppelExecTargetView checks that the program sees the target's hostname, files and
 // environment, and that its own environment wins over the target's.
 func TestDoppelExecTargetView(t *testing.T) {

@@ -3,8 +3,9 @@
 // 127.0.0.1 (doppel traps that connect and lets it through, loopback stays local), then calls
 // getpeername(2) on it in a loop for a fixed time: doppel traps getpeername and lets it through
 // too, so under doppel each call is one seccomp user notification and one CONTINUE. It does the
-// same with fcntl(2) F_GETFL on the socket, which doppel does not trap, as the control. It
-// prints "<call> <calls> <ns/op>" lines.
+// same with fcntl(2) F_GETFL on the socket, which doppel does not trap, as the control, and with
+// socket(2) of a TCP socket and its close: doppel answers a local target's socket with one of
+// the target's network. It prints "<call> <calls> <ns/op>" lines.
 //
 // With -remote ADDR it first opens a TCP connection to ADDR and keeps it open: under doppel that
 // connection is redirected, so the getpeername handler has a table to look the socket up in
@@ -69,6 +70,13 @@ func run(dur time.Duration, remote string) error {
 			}},
 			{"fcntl", func() syscall.Errno {
 				_, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+				return e
+			}},
+			{"socket", func() syscall.Errno {
+				s, _, e := syscall.Syscall(syscall.SYS_SOCKET, syscall.AF_INET, syscall.SOCK_STREAM, 0)
+				if e == 0 {
+					syscall.Close(int(s))
+				}
 				return e
 			}},
 		} {

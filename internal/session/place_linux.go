@@ -1,0 +1,260 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"doppel.dev/doppel/internal/intercept"
+)
+
+// Placing at socket(2) (local targets, outgoing on): the program's socket(AF_INET[6],
+// SOCK_STREAM) is answered with a fresh socket of the target's network from the agent's pool
+// (SECCOMP_ADDFD_FLAG_SEND: installed and returned in one step), so that a connect to a remote
+// destination finds a socket of the target's network already there and the kernel runs it as
+// it is, with nothing to copy or replace. Most TCP sockets of a client are for remote
+// destinations; the others are put back: a placed socket that connects to a destination that
+// stays local, binds, listens, or sends with MSG_FASTOPEN to a local destination is first
+// replaced by a fresh socket of this machine's network with its options and mode (unplace),
+// epoll registrations included, and the call then runs on that one.
+
+// placing says whether the program's TCP sockets are placed at socket(2).
+func (r *Redirector) placing() bool {
+	return r.opt.Sockets != nil && r.opt.Outgoing && intercept.CanReturnFD()
+}
+
+// socketRule traps socket(2) for TCP over IPv4 and IPv6 only.
+func socketRule() intercept.Rule {
+	return intercept.Rule{Nr: unix.SYS_SOCKET, ArgNonZero: -1, Match: []intercept.ArgMatch{
+		{Arg: 0, In: []uint32{unix.AF_INET, unix.AF_INET6}},
+		{Arg: 1, Mask: 0xf, In: []uint32{unix.SOCK_STREAM}},
+		{Arg: 2, In: []uint32{0, unix.IPPROTO_TCP}},
+	}}
+}
+
+// onSocket answers socket(2) with a ready socket of the target's network, or lets the kernel
+// make a local one when none is ready (the connect then replaces it, as without placing).
+func (r *Redirector) onSocket(q *intercept.Request) {
+	family, typ := int(int32(q.Arg(0))), int(int32(q.Arg(1)))
+	if typ&0xf != unix.SOCK_STREAM || typ&^(0xf|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != 0 {
+		q.Continue()
+		return
+	}
+	ns, ok := r.opt.Sockets.TryGet(family)
+	if !ok {
+		q.Continue()
+		return
+	}
+	defer ns.Close()
+	rc, err := ns.SyscallConn()
+	if err != nil {
+		q.Continue()
+		return
+	}
+	var rerr error
+	rc.Control(func(fd uintptr) {
+		// The agent's sockets are blocking, as socket(2) makes them without SOCK_NONBLOCK.
+		if typ&unix.SOCK_NONBLOCK != 0 {
+			rerr = unix.SetNonblock(int(fd), true)
+		}
+		if rerr == nil {
+			rerr = q.ReturnFD(int(fd), typ&unix.SOCK_CLOEXEC != 0)
+		}
+	})
+	if rerr != nil {
+		r.log.Debug("place a socket of the target's network", "err", rerr)
+		q.Continue()
+	}
+}
+
+// placed fetches the program's descriptor fd and says whether it is a TCP socket of the
+// target's network (a placed one); it returns the fetched copy, which the caller closes,
+// and its family.
+func (r *Redirector) placed(q *intercept.Request, fd int) (sfd, family int, ok bool) {
+	sfd, typ, family, err := socketOf(q, fd)
+	if err != nil {
+		return -1, 0, false
+	}
+	if typ == unix.SOCK_STREAM && (family == unix.AF_INET || family == unix.AF_INET6) {
+		if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+			return sfd, family, true
+		}
+	}
+	unix.Close(sfd)
+	return -1, 0, false
+}
+
+// unplaceArg0 puts a local socket in the place of the placed socket named by the call's first
+// argument, if it is one, without answering q: the caller then handles the call on it.
+func (r *Redirector) unplaceArg0(q *intercept.Request) {
+	fd := int(int32(q.Arg(0)))
+	sfd, family, ok := r.placed(q, fd)
+	if !ok {
+		return
+	}
+	defer unix.Close(sfd)
+	if err := r.unplace(q, sfd, fd, family); err != nil {
+		r.log.Debug("put a local socket back in place", "fd", fd, "err", err)
+	}
+}
+
+// unplace replaces the program's placed socket fd (sfd, a copy of it) with a fresh socket of
+// this machine's network carrying its options and blocking mode, and moves its epoll
+// registrations to the new socket.
+func (r *Redirector) unplace(q *intercept.Request, sfd, fd, family int) error {
+	ls, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ls)
+	blocking, err := r.copySockopts(sfd, ls, family, true)
+	if err != nil {
+		return err
+	}
+	if err := unix.SetNonblock(ls, !blocking); err != nil {
+		return err
+	}
+	ino, err := inodeOf(sfd)
+	if err != nil {
+		return err
+	}
+	regs, err := r.epolls.registrations(q.Pid(), ino)
+	if err != nil {
+		return err
+	}
+	if err := q.AddRawFDAt(ls, fd, cloexecOf(q.Pid(), fd)); err != nil {
+		return err
+	}
+	if len(regs) > 0 {
+		if err := moveEpoll(q, regs, sfd, ls); err != nil {
+			return fmt.Errorf("move epoll registrations: %w", err)
+		}
+	}
+	return nil
+}
+
+// epollReg is one registration of a socket with one of the program's epoll instances.
+type epollReg struct {
+	epfd   int    // the epoll descriptor, in the program
+	tfd    int    // the descriptor number it was registered under (its key with the file)
+	events uint32 // as registered, flags (EPOLLET, EPOLLONESHOT...) included
+	data   uint64
+}
+
+// registrations lists the registrations of the socket with inode ino with the epoll instances
+// of thread tid's descriptor table, from their fdinfo.
+func (e *epollFDs) registrations(tid int, ino uint64) ([]epollReg, error) {
+	fds, err := e.list(tid)
+	if err != nil {
+		return nil, err
+	}
+	want := strconv.FormatUint(ino, 16)
+	var regs []epollReg
+	var buf [4096]byte
+	for _, epfd := range fds {
+		b, err := readProc("/proc/"+strconv.Itoa(tid)+"/fdinfo/"+strconv.Itoa(epfd), buf[:])
+		if err != nil {
+			continue // closed since
+		}
+		for line := range strings.Lines(string(b)) {
+			if reg, ok := parseEpollLine(line, want); ok {
+				reg.epfd = epfd
+				regs = append(regs, reg)
+			}
+		}
+	}
+	return regs, nil
+}
+
+// parseEpollLine parses an epoll fdinfo line ("tfd: 5 events: 19 data: 5 pos:0 ino:1a2b
+// sdev:8") for the file with inode ino (hex).
+func parseEpollLine(line, ino string) (epollReg, bool) {
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "tfd:" || f[2] != "events:" || f[4] != "data:" {
+		return epollReg{}, false
+	}
+	found := false
+	for _, x := range f[6:] {
+		if v, ok := strings.CutPrefix(x, "ino:"); ok && v == ino {
+			found = true
+		}
+	}
+	if !found {
+		return epollReg{}, false
+	}
+	tfd, err1 := strconv.Atoi(f[1])
+	events, err2 := strconv.ParseUint(f[3], 16, 32)
+	data, err3 := strconv.ParseUint(f[5], 16, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return epollReg{}, false
+	}
+	return epollReg{tfd: tfd, events: uint32(events), data: data}, true
+}
+
+// moveEpoll moves registrations of the old socket (old, a copy of it here) to the new one
+// (nw, here), now in its place in the program. An epoll entry is keyed by the file and the
+// descriptor number it was added under, so the calls are made from a thread with a descriptor
+// table of its own, where the two sockets can take the program's numbers.
+func moveEpoll(q *intercept.Request, regs []epollReg, old, nw int) error {
+	eps := make(map[int]int) // program's epoll fd → a copy here
+	defer func() {
+		for _, fd := range eps {
+			unix.Close(fd)
+		}
+	}()
+	for _, reg := range regs {
+		if _, ok := eps[reg.epfd]; ok {
+			continue
+		}
+		fd, err := q.GetRawFD(reg.epfd)
+		if err != nil {
+			return err
+		}
+		eps[reg.epfd] = fd
+	}
+	return inOwnFDTable(func() error {
+		for _, reg := range regs {
+			ep := eps[reg.epfd]
+			if ep == reg.tfd || old == reg.tfd || nw == reg.tfd {
+				return fmt.Errorf("descriptor %d is needed twice", reg.tfd)
+			}
+			if err := unix.Dup3(old, reg.tfd, 0); err != nil {
+				return err
+			}
+			// Gone already when the program closed its number since: nothing to remove.
+			if err := unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, reg.tfd, nil); err != nil && !errors.Is(err, unix.ENOENT) {
+				return err
+			}
+			if err := unix.Dup3(nw, reg.tfd, 0); err != nil {
+				return err
+			}
+			// Fd and Pad are the two halves of epoll_data on every architecture.
+			ev := unix.EpollEvent{Events: reg.events, Fd: int32(uint32(reg.data)), Pad: int32(uint32(reg.data >> 32))}
+			if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, reg.tfd, &ev); err != nil {
+				return err
+			}
+			unix.Close(reg.tfd)
+		}
+		return nil
+	})
+}
+
+// inOwnFDTable runs fn on a new thread whose descriptor table is a copy of this process's
+// (unshare CLONE_FILES): what fn opens, closes or moves there leaves this process's table
+// alone. The thread ends with fn.
+func inOwnFDTable(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes when the goroutine returns
+		if err := unix.Unshare(unix.CLONE_FILES); err != nil {
+			errc <- fmt.Errorf("unshare(CLONE_FILES): %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
