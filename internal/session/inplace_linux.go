@@ -103,6 +103,7 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	}
 	defer unix.Close(sfd)
 	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+		r.balance.add(1)
 		q.Continue() // a socket of the target's network already (placed): the kernel answers
 		return true, false
 	}
@@ -110,6 +111,7 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 	if err != nil || typ != unix.SOCK_STREAM {
 		return false, false
 	}
+	r.balance.add(1)
 	family, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
 		return false, false

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -22,10 +23,36 @@ import (
 // replaced by a fresh socket of this machine's network with its options and mode (unplace),
 // epoll registrations included, and the call then runs on that one.
 
-// placing says whether the program's TCP sockets are placed at socket(2).
+// placing says whether the program's TCP sockets are placed at socket(2) in this session.
 func (r *Redirector) placing() bool {
 	return r.opt.Sockets != nil && r.opt.Outgoing && intercept.CanReturnFD()
 }
+
+// placeBalance weighs the program's recent connects, so that a program whose connections
+// mostly stay local does not pay for placing: each TCP connect to a remote destination adds
+// one (a placed socket spares replacing the program's at connect), each connect to a local
+// destination takes placeLocalCost (putting a placed socket back costs about that many times
+// more). socket(2) places while the balance is positive. It starts at placeStart and stays
+// within ±placeMax, so that it follows a change of habit within a few dozen connects.
+type placeBalance struct{ v atomic.Int32 }
+
+const (
+	placeStart     = 8
+	placeMax       = 32
+	placeLocalCost = 5
+)
+
+func (b *placeBalance) add(d int32) {
+	for {
+		old := b.v.Load()
+		n := min(max(old+d, -placeMax), placeMax)
+		if n == old || b.v.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+func (b *placeBalance) on() bool { return b.v.Load() > 0 }
 
 // socketRule traps socket(2) for TCP over IPv4 and IPv6 only.
 func socketRule() intercept.Rule {
@@ -42,6 +69,10 @@ func (r *Redirector) onSocket(q *intercept.Request) {
 	family, typ := int(int32(q.Arg(0))), int(int32(q.Arg(1)))
 	if typ&0xf != unix.SOCK_STREAM || typ&^(0xf|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != 0 {
 		q.Continue()
+		return
+	}
+	if !r.balance.on() {
+		q.Continue() // mostly local connects of late
 		return
 	}
 	ns, ok := r.opt.Sockets.TryGet(family)
@@ -75,12 +106,15 @@ func (r *Redirector) onSocket(q *intercept.Request) {
 // target's network (a placed one); it returns the fetched copy, which the caller closes,
 // and its family.
 func (r *Redirector) placed(q *intercept.Request, fd int) (sfd, family int, ok bool) {
-	sfd, typ, family, err := socketOf(q, fd)
+	sfd, err := q.GetRawFD(fd)
 	if err != nil {
 		return -1, 0, false
 	}
-	if typ == unix.SOCK_STREAM && (family == unix.AF_INET || family == unix.AF_INET6) {
-		if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+	// The cookie first: most sockets that get here are local ones, which it tells apart.
+	if cookie, err := netnsCookie(sfd); err == nil && cookie != r.localNetns {
+		typ, err1 := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_TYPE)
+		family, err2 := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err1 == nil && err2 == nil && typ == unix.SOCK_STREAM && (family == unix.AF_INET || family == unix.AF_INET6) {
 			return sfd, family, true
 		}
 	}

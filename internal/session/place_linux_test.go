@@ -24,3 +24,40 @@ func TestParseEpollLine(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceBalance(t *testing.T) {
+	var b placeBalance
+	b.v.Store(placeStart)
+	if !b.on() {
+		t.Fatal("off at the start")
+	}
+	// Two local connects turn it off; a program with 90 % remote connects keeps it on.
+	b.add(-placeLocalCost)
+	b.add(-placeLocalCost)
+	if b.on() {
+		t.Errorf("on after two local connects: %d", b.v.Load())
+	}
+	for range 100 {
+		b.add(1)
+	}
+	if got := b.v.Load(); got != placeMax {
+		t.Errorf("balance %d after 100 remote connects, want the bound %d", got, placeMax)
+	}
+	for range 10 {
+		for range 9 {
+			b.add(1)
+		}
+		b.add(-placeLocalCost)
+	}
+	if !b.on() {
+		t.Errorf("off with 90 %% remote connects: %d", b.v.Load())
+	}
+	// Half local: off, and bounded below.
+	for range 100 {
+		b.add(1)
+		b.add(-placeLocalCost)
+	}
+	if got := b.v.Load(); b.on() || got < -placeMax {
+		t.Errorf("balance %d with half the connects local, want off and at least %d", got, -placeMax)
+	}
+}

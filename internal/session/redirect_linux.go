@@ -57,6 +57,7 @@ type Redirector struct {
 	freshOpts      map[freshKey][]int // copiedSockopts of a fresh socket
 	nameservers    map[netip.Addr]bool
 	localNetns     uint64 // cookie of doppel's own network namespace
+	balance        placeBalance
 
 	mu      sync.Mutex
 	peers   map[uint64]peer // by socket inode: the sockets doppel connected for the program
@@ -88,6 +89,7 @@ func NewRedirector(opt Options) (*Redirector, error) {
 		freshOpts:   make(map[freshKey][]int),
 		listen:      newListenState(),
 	}
+	r.balance.v.Store(placeStart)
 	if conf, ok := opt.Files["/etc/resolv.conf"]; ok {
 		for _, ns := range parseNameservers(conf) {
 			r.nameservers[ns] = true
@@ -315,6 +317,7 @@ func (r *Redirector) onConnect(q *intercept.Request) {
 	dst, _, raw, ok := readSockaddr(q, q.Arg(1), q.Arg(2))
 	if !ok || !r.remote(dst) {
 		if ok && r.placing() {
+			r.balance.add(-placeLocalCost)
 			r.unplaceArg0(q) // a destination that stays local: not from the target's network
 		}
 		r.forgetUDPPeer(q)
