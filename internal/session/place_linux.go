@@ -123,52 +123,63 @@ func (r *Redirector) placed(q *intercept.Request, fd int) (sfd, family int, ok b
 }
 
 // unplaceArg0 puts a local socket in the place of the placed socket named by the call's first
-// argument, if it is one, without answering q: the caller then handles the call on it.
-func (r *Redirector) unplaceArg0(q *intercept.Request) {
+// argument, if it is one, without answering q, and says whether the caller may go on with the
+// call. When the socket cannot be put back it answers q with an error itself: the call must not
+// run on the target's network (a connect to loopback would reach the target's).
+func (r *Redirector) unplaceArg0(q *intercept.Request) bool {
 	fd := int(int32(q.Arg(0)))
 	sfd, family, ok := r.placed(q, fd)
 	if !ok {
-		return
+		return true
 	}
 	defer unix.Close(sfd)
-	if err := r.unplace(q, sfd, fd, family); err != nil {
-		r.log.Debug("put a local socket back in place", "fd", fd, "err", err)
+	replaced, err := r.unplace(q, sfd, fd, family)
+	switch {
+	case err == nil:
+		return true
+	case replaced:
+		// The call runs on a local socket, but the program's epoll may not hear of it.
+		r.log.Warn("put a local socket back in place of a socket of the target's network", "fd", fd, "err", err)
+		return true
 	}
+	r.log.Debug("could not put a local socket back in place", "fd", fd, "err", err)
+	q.Errno(errnoOf(err))
+	return false
 }
 
 // unplace replaces the program's placed socket fd (sfd, a copy of it) with a fresh socket of
 // this machine's network carrying its options and blocking mode, and moves its epoll
-// registrations to the new socket.
-func (r *Redirector) unplace(q *intercept.Request, sfd, fd, family int) error {
+// registrations to the new socket. replaced says whether the new socket is in place.
+func (r *Redirector) unplace(q *intercept.Request, sfd, fd, family int) (replaced bool, err error) {
 	ls, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unix.Close(ls)
 	blocking, err := r.copySockopts(sfd, ls, family, true)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := unix.SetNonblock(ls, !blocking); err != nil {
-		return err
+		return false, err
 	}
 	ino, err := inodeOf(sfd)
 	if err != nil {
-		return err
+		return false, err
 	}
 	regs, err := r.epolls.registrations(q.Pid(), ino)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := q.AddRawFDAt(ls, fd, cloexecOf(q.Pid(), fd)); err != nil {
-		return err
+		return false, err
 	}
 	if len(regs) > 0 {
 		if err := moveEpoll(q, regs, sfd, ls); err != nil {
-			return fmt.Errorf("move epoll registrations: %w", err)
+			return true, fmt.Errorf("move epoll registrations: %w", err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // epollReg is one registration of a socket with one of the program's epoll instances.

@@ -258,8 +258,9 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 		for _, nr := range []int{unix.SYS_BIND, unix.SYS_LISTEN} {
 			handle := h[nr]
 			h[nr] = func(q *intercept.Request) {
-				r.unplaceArg0(q)
-				handle(q)
+				if r.unplaceArg0(q) {
+					handle(q)
+				}
 			}
 		}
 	}
@@ -318,7 +319,10 @@ func (r *Redirector) onConnect(q *intercept.Request) {
 	if !ok || !r.remote(dst) {
 		if ok && r.placing() {
 			r.balance.add(-placeLocalCost)
-			r.unplaceArg0(q) // a destination that stays local: not from the target's network
+			// A destination that stays local: not from the target's network.
+			if !r.unplaceArg0(q) {
+				return
+			}
 		}
 		r.forgetUDPPeer(q)
 		q.Continue()

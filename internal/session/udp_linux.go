@@ -205,8 +205,9 @@ func loopbackIs4(family int, dst netip.AddrPort) bool {
 func (r *Redirector) onSendto(q *intercept.Request) {
 	dst, _, _, ok := readSockaddr(q, q.Arg(4), q.Arg(5))
 	if !ok || !r.remote(dst) {
-		if ok && q.Arg(3)&unix.MSG_FASTOPEN != 0 && r.placing() {
-			r.unplaceArg0(q) // TCP Fast Open to a destination that stays local
+		// TCP Fast Open to a destination that stays local.
+		if ok && q.Arg(3)&unix.MSG_FASTOPEN != 0 && r.placing() && !r.unplaceArg0(q) {
+			return
 		}
 		q.Continue()
 		return
@@ -288,8 +289,9 @@ func (r *Redirector) onSendmsg(q *intercept.Request) {
 	}
 	dst, _, _, ok := readSockaddr(q, m.name, uint64(m.namelen))
 	if !ok || !r.remote(dst) {
-		if ok && q.Arg(2)&unix.MSG_FASTOPEN != 0 && r.placing() {
-			r.unplaceArg0(q) // TCP Fast Open to a destination that stays local
+		// TCP Fast Open to a destination that stays local.
+		if ok && q.Arg(2)&unix.MSG_FASTOPEN != 0 && r.placing() && !r.unplaceArg0(q) {
+			return
 		}
 		q.Continue()
 		return
