@@ -16,22 +16,46 @@ var ErrHandedOver = errors.New("connection handed over between requests")
 // Request is called, ServeHTTP1 returns ErrHandedOver as soon as no request is in progress and
 // no byte of the next one has arrived, without closing the client connection or the original
 // upstream's. Conns then gives them. A Handover serves one ServeHTTP1 call.
+//
+// ServeHTTP2 cannot give a connection back (its header compression state is in the connection),
+// so there a Handover asks the client to go: a GOAWAY, after which the streams in flight finish
+// and the client opens a new connection for its next requests, which go where the rules then
+// say. ServeHTTP2 returns once the client connection has ended.
 type Handover struct {
 	mu       sync.Mutex
 	asked    bool
 	waiting  net.Conn // the client connection while ServeHTTP1 waits for the next request
 	client   net.Conn
 	original net.Conn
+	onAsk    []func() // run by Request
 }
 
-// Request asks for the connection back at the next boundary between requests.
+// Request asks for the connection back at the next boundary between requests (HTTP/1), or
+// for the client to go (HTTP/2).
 func (h *Handover) Request() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.asked = true
 	if h.waiting != nil {
 		h.waiting.SetReadDeadline(time.Unix(1, 0)) // wake the wait for the next request
 	}
+	fns := h.onAsk
+	h.onAsk = nil
+	h.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// whenAsked runs fn when Request is called, or now if it was.
+func (h *Handover) whenAsked(fn func()) {
+	h.mu.Lock()
+	if !h.asked {
+		h.onAsk = append(h.onAsk, fn)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	fn()
 }
 
 // Conns returns the client connection and the original upstream's (nil when no request went

@@ -12,6 +12,8 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ServeHTTP2 serves one h2c client connection (HTTP/2 with prior knowledge: Sniff found
@@ -40,19 +42,41 @@ func (r *Router) ServeHTTP2(ctx context.Context, client net.Conn, br *bufio.Read
 	}
 
 	ln := newOneConnListener(bufferedConn{client, br})
+	var served atomic.Bool
+	ended := make(chan struct{})
 	srv := &http.Server{
 		Protocols:   h2cOnly(),
 		Handler:     http.HandlerFunc(handler),
 		ErrorLog:    slog.NewLogLogger(r.logger().Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnState: func(_ net.Conn, state http.ConnState) {
-			if state == http.StateClosed {
+			switch state {
+			case http.StateNew:
+				served.Store(true)
+			case http.StateClosed:
 				ln.Close() // the one connection is done: make Serve return
+				close(ended)
 			}
 		},
 	}
+	if h := r.Handover; h != nil {
+		h.whenAsked(func() {
+			// GOAWAY; the server closes the connection once its streams are done.
+			go func() {
+				sctx, cancel := context.WithTimeout(ctx, goAwayWait)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}()
+		})
+	}
 	stop := context.AfterFunc(ctx, func() { client.Close() })
-	srv.Serve(ln) // returns when the listener is closed; the error says just that
+	srv.Serve(ln) // returns when the listener is closed (the connection's end, or Shutdown)
+	if served.Load() {
+		select {
+		case <-ended:
+		case <-ctx.Done():
+		}
+	}
 	stop()
 	client.Close()
 	// The server has cancelled the streams' contexts but does not wait for their handlers.
@@ -65,6 +89,9 @@ func (r *Router) ServeHTTP2(ctx context.Context, client net.Conn, br *bufio.Read
 	}
 	return nil
 }
+
+// goAwayWait bounds how long a connection asked to go (Handover) may keep its streams.
+const goAwayWait = 30 * time.Second
 
 // h2cOnly is the protocol set of unencrypted HTTP/2 with prior knowledge.
 func h2cOnly() *http.Protocols {

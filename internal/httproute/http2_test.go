@@ -289,3 +289,59 @@ func TestServeHTTP2Failures(t *testing.T) {
 		t.Errorf("the hanging request: %v, want a failure", err)
 	}
 }
+
+// TestServeHTTP2Handover asks a connection to go while a response streams on it: the stream
+// finishes whole, the client opens a new connection for its next request (GOAWAY), and
+// ServeHTTP2 returns once the first connection has ended.
+func TestServeHTTP2Handover(t *testing.T) {
+	release := make(chan struct{})
+	slow := func(w http.ResponseWriter, req *http.Request) {
+		flush := http.NewResponseController(w).Flush
+		io.WriteString(w, "first ")
+		flush()
+		if req.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "last")
+	}
+	var programConns, originalConns atomic.Int32
+	h := &Handover{}
+	r := &Router{
+		Filter:   aliceFilter(),
+		Program:  startH2CServer(t, slow, &programConns),
+		Original: startH2CServer(t, slow, &originalConns),
+		Handover: h,
+	}
+	client, dials, result := startH2Router(t, context.Background(), r)
+	// A request that ends first, so the connection has been idle once.
+	if res, err := client.Get("http://svc/quick"); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	res, err := client.Get("http://svc/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	buf := make([]byte, len("first "))
+	if _, err := io.ReadFull(res.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	h.Request()
+	close(release)
+	rest, err := io.ReadAll(res.Body)
+	if err != nil || string(buf)+string(rest) != "first last" {
+		t.Fatalf("the stream in flight got %q, %v; want it whole", string(buf)+string(rest), err)
+	}
+	if err := waitResult(t, result); err != nil {
+		t.Errorf("ServeHTTP2: %v", err)
+	}
+	// The client was told to go: its next request dials again (and, the router being gone,
+	// finds nobody: serveOne served one connection).
+	client.Get("http://svc/next")
+	if n := dials.Load(); n != 2 {
+		t.Errorf("the client dialled %d times, want 2 (a new connection after GOAWAY)", n)
+	}
+}

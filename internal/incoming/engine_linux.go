@@ -39,7 +39,7 @@ type Engine struct {
 
 	forwards forwards
 	relays   map[*relayed]struct{}            // connections relayed to the next hop, for a handover
-	routed   map[*httproute.Handover]struct{} // HTTP/1 connections a filter routes, for a handover
+	routed   map[*httproute.Handover]struct{} // HTTP connections a filter routes, for a handover
 	adopter  *adopter                         // the agent that takes them over at Close, if any
 	capture  *capture.Capture                 // passive capture, from the first capture subscription
 	captured map[uint16]*subscription         // by port
@@ -237,8 +237,9 @@ func (e *Engine) createTable(kind Kind, others []Session) error {
 // when a client keeps an idle connection open.
 const drainTimeout = 2 * time.Second
 
-// Close removes the session's rules (new connections no longer come), stops listening and
-// waits up to drainTimeout for the connections in flight, which keep flowing meanwhile.
+// Close removes the session's rules (new connections no longer come), stops listening,
+// waits up to drainTimeout for the connections in flight, which keep flowing meanwhile, and
+// then deletes the session's table.
 func (e *Engine) Close() {
 	e.mu.Lock()
 	if e.closed {
@@ -247,9 +248,18 @@ func (e *Engine) Close() {
 	}
 	e.closed = true
 	rank := 0
-	if e.table != nil {
-		rank = e.table.rank
-		e.table.Close()
+	table := e.table
+	if table != nil {
+		rank = table.rank
+		// No new connection is redirected from here on. The table itself, its chains empty,
+		// stays until the connections in flight are done: the kernel translates a redirected
+		// connection only while a NAT chain is registered in the namespace, so deleting the
+		// last one would reset them all.
+		if err := table.SetPorts(nil); err != nil {
+			e.log.Warn("removing the session's rules failed; deleting its table", "err", err)
+			table.Close()
+			table = nil
+		}
 	}
 	if e.ln != nil {
 		e.ln.Close()
@@ -274,6 +284,9 @@ func (e *Engine) Close() {
 	case <-done:
 	case <-time.After(drainTimeout):
 		e.log.Warn("connections still in flight at exit", "waited", drainTimeout)
+	}
+	if table != nil {
+		table.Close()
 	}
 	// Flush the copies' feeds; the client may be gone already, so without waiting here.
 	e.mu.Lock()
@@ -381,27 +394,26 @@ func (e *Engine) filtered(ctx context.Context, c *net.TCPConn, in wire.Incoming,
 		}
 		return st, nil
 	}
-	r := &httproute.Router{Filter: s.filter, Program: program, Original: original, Logger: e.log}
-	switch proto {
-	case httproute.HTTP1:
-		h := &httproute.Handover{}
-		r.Handover = h
-		e.mu.Lock()
-		e.routed[h] = struct{}{}
-		e.mu.Unlock()
-		err = r.ServeHTTP1(ctx, c, br)
-		e.mu.Lock()
-		delete(e.routed, h)
-		e.mu.Unlock()
-		if errors.Is(err, httproute.ErrHandedOver) {
-			e.handOverRouted(ctx, c, h, original)
-			return
-		}
-	case httproute.HTTP2:
-		err = r.ServeHTTP2(ctx, c, br)
-	default:
+	if proto != httproute.HTTP1 && proto != httproute.HTTP2 {
 		buffered, _ := br.Peek(br.Buffered())
 		e.passOn(ctx, c, buffered, original)
+		return
+	}
+	h := &httproute.Handover{}
+	r := &httproute.Router{Filter: s.filter, Program: program, Original: original, Logger: e.log, Handover: h}
+	e.mu.Lock()
+	e.routed[h] = struct{}{}
+	e.mu.Unlock()
+	if proto == httproute.HTTP1 {
+		err = r.ServeHTTP1(ctx, c, br)
+	} else {
+		err = r.ServeHTTP2(ctx, c, br)
+	}
+	e.mu.Lock()
+	delete(e.routed, h)
+	e.mu.Unlock()
+	if errors.Is(err, httproute.ErrHandedOver) {
+		e.handOverRouted(ctx, c, h, original)
 		return
 	}
 	if err != nil {
@@ -411,9 +423,19 @@ func (e *Engine) filtered(ctx context.Context, c *net.TCPConn, in wire.Incoming,
 
 // handOverRouted sends an HTTP connection that ServeHTTP1 gave back (between two requests) to
 // the adopter, with its upstream to the target's own service (dialled now if no request went
-// there yet): from then on all its requests go there.
+// there yet): from then on all its requests go there. With no adopter the caller closes it,
+// between two requests, as servers close idle connections.
 func (e *Engine) handOverRouted(ctx context.Context, c *net.TCPConn, h *httproute.Handover, original httproute.Dialer) {
 	_, up := h.Conns()
+	e.mu.Lock()
+	a := e.adopter
+	e.mu.Unlock()
+	if a == nil {
+		if up != nil {
+			up.Close()
+		}
+		return
+	}
 	if up == nil {
 		var err error
 		if up, err = original(ctx); err != nil {

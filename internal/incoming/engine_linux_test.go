@@ -637,3 +637,51 @@ func TestProbeOwnedTables(t *testing.T) {
 		t.Errorf("the probe left tables in this namespace: %+v", s)
 	}
 }
+
+// A filtered session that ends alone closes its keep-alive HTTP connections at their next
+// boundary between requests, as a server closes an idle connection: the client reads the end
+// of the connection at once, not when the drain time is over.
+func TestEndingFilteredSessionAloneClosesHTTP(t *testing.T) {
+	p := newNetPair(t)
+	filtered := p.engine(t)
+	alice := make(chan delivered, 4)
+	sub := wire.Subscription{Port: 80, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Headers: []string{"X-Debug-User: alice"}}}
+	if _, err := filtered.Subscribe(sub, deliverTo(alice), nil); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for d := range alice {
+			go func() {
+				defer d.conn.Close()
+				br := bufio.NewReader(d.conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					fmt.Fprint(d.conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nalice")
+				}
+			}()
+		}
+	}()
+	c := p.dial(t, srvIP+":80")
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: svc\r\nX-Debug-User: alice\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "alice" {
+		t.Fatalf("alice's request got %q", b)
+	}
+	start := time.Now()
+	go filtered.Close()
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the session ended the idle connection read %q, %v; want its end (EOF)", n, err)
+	}
+	if d := time.Since(start); d >= drainTimeout {
+		t.Errorf("the connection ended %v after Close, want before the drain time (%v)", d, drainTimeout)
+	}
+}

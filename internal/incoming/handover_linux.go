@@ -83,26 +83,34 @@ func copyUntil(dst, src *net.TCPConn, copy *feedSink) {
 }
 
 // handOver stops every relayed connection and sends it to another session's agent; it
-// reports whether there was one. e.mu is not held.
+// reports whether there was one. The HTTP connections a filter routes go at their next
+// boundary between requests, to that agent or, when there is none, closed (HTTP/1); an HTTP/2
+// client is asked to go (GOAWAY) and opens a new connection for its next requests. e.mu is not
+// held.
 func (e *Engine) handOver(rank int) bool {
 	a := e.findAdopter(rank)
-	if a == nil {
-		return false
-	}
 	e.mu.Lock()
 	e.adopter = a
-	relays := make([]*relayed, 0, len(e.relays))
-	for r := range e.relays {
-		relays = append(relays, r)
-	}
 	routed := make([]*httproute.Handover, 0, len(e.routed))
 	for h := range e.routed {
 		routed = append(routed, h)
 	}
 	e.mu.Unlock()
 	for _, h := range routed {
-		h.Request() // HTTP connections go at their next boundary between requests
+		h.Request()
 	}
+	if a == nil {
+		if len(routed) > 0 {
+			e.log.Info("closing the HTTP connections in flight at their next request", "connections", len(routed))
+		}
+		return false
+	}
+	e.mu.Lock()
+	relays := make([]*relayed, 0, len(e.relays))
+	for r := range e.relays {
+		relays = append(relays, r)
+	}
+	e.mu.Unlock()
 	past := time.Unix(1, 0)
 	for _, r := range relays {
 		r.handing.Store(true)
