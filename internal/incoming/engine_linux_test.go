@@ -578,24 +578,8 @@ func TestEndingFilteredSessionHandsOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Both programs answer HTTP with their name.
-	serveHTTP := func(ch <-chan delivered, name string) {
-		for d := range ch {
-			go func() {
-				defer d.conn.Close()
-				br := bufio.NewReader(d.conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					fmt.Fprintf(d.conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
-				}
-			}()
-		}
-	}
-	go serveHTTP(stolen, "steal")
-	go serveHTTP(alice, "alice")
+	go serveHTTPName(stolen, "steal")
+	go serveHTTPName(alice, "alice")
 	c := p.dial(t, srvIP+":80")
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
@@ -649,22 +633,7 @@ func TestEndingFilteredSessionAloneClosesHTTP(t *testing.T) {
 	if _, err := filtered.Subscribe(sub, deliverTo(alice), nil); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for d := range alice {
-			go func() {
-				defer d.conn.Close()
-				br := bufio.NewReader(d.conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					fmt.Fprint(d.conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nalice")
-				}
-			}()
-		}
-	}()
+	go serveHTTPName(alice, "alice")
 	c := p.dial(t, srvIP+":80")
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
@@ -683,5 +652,24 @@ func TestEndingFilteredSessionAloneClosesHTTP(t *testing.T) {
 	}
 	if d := time.Since(start); d >= drainTimeout {
 		t.Errorf("the connection ended %v after Close, want before the drain time (%v)", d, drainTimeout)
+	}
+}
+
+// serveHTTPName serves the connections delivered on ch as a program answering every HTTP
+// request with name.
+func serveHTTPName(ch <-chan delivered, name string) {
+	for d := range ch {
+		go func() {
+			defer d.conn.Close()
+			br := bufio.NewReader(d.conn)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				fmt.Fprintf(d.conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
+			}
+		}()
 	}
 }
