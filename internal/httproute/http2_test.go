@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -330,6 +331,7 @@ func TestServeHTTP2Handover(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Request()
+	time.Sleep(300 * time.Millisecond) // the stream goes on for a while after the GOAWAY
 	close(release)
 	rest, err := io.ReadAll(res.Body)
 	if err != nil || string(buf)+string(rest) != "first last" {

@@ -673,3 +673,64 @@ func serveHTTPName(ch <-chan delivered, name string) {
 		}()
 	}
 }
+
+// A filtered session that ends alone while an HTTP/2 response streams through it to the
+// target's own service: the stream finishes whole, and the client, told to go (GOAWAY), sends
+// its next request on a new connection, which reaches the service directly.
+func TestEndingFilteredSessionAloneHTTP2(t *testing.T) {
+	p := newNetPair(t)
+	// The target's own h2c service on port 8080: /slow streams ten chunks 100 ms apart.
+	var ln net.Listener
+	if err := inNetns(p.srvFD, func() (err error) { ln, err = net.Listen("tcp", ":8080"); return }); err != nil {
+		t.Fatal(err)
+	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		flush := http.NewResponseController(w).Flush
+		for i := range 10 {
+			fmt.Fprintf(w, "chunk %d\n", i)
+			flush()
+			if req.URL.Path == "/slow" {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	e := p.engine(t)
+	sub := wire.Subscription{Port: 8080, Mode: wire.ModeSteal, Filter: wire.HTTPFilter{Headers: []string{"X-Debug-User: alice"}}}
+	if _, err := e.Subscribe(sub, deliverTo(make(chan delivered, 4)), nil); err != nil {
+		t.Fatal(err)
+	}
+	var dials int
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &protos,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			dials++
+			return p.dial(t, addr), nil
+		}}}
+	res, err := client.Get("http://" + srvIP + ":8080/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "chunk 0\n" {
+		t.Fatalf("first chunk %q, %v", line, err)
+	}
+	go e.Close()
+	rest, err := io.ReadAll(br)
+	if err != nil || strings.Count(string(rest), "chunk") != 9 {
+		t.Fatalf("after the session ended the stream got %q, %v; want the 9 other chunks", rest, err)
+	}
+	res, err = client.Get("http://" + srvIP + ":8080/next")
+	if err != nil {
+		t.Fatalf("the next request: %v", err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if dials != 2 {
+		t.Errorf("the client dialled %d times, want 2 (a new connection after GOAWAY)", dials)
+	}
+}

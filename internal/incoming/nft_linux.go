@@ -151,6 +151,8 @@ const (
 	chainPrerouting = "prerouting"
 	chainOutput     = "output"
 	portUserData    = "doppel port "
+	// conntrackUserData marks the rule that keeps connection tracking on (conntrackRule).
+	conntrackUserData = "doppel conntrack"
 )
 
 func parsePortUserData(b []byte) (uint16, bool) {
@@ -188,6 +190,7 @@ func createTable(netnsFD int, rank int, kind Kind, agentPort uint16) (*tableWrit
 	w := &tableWriter{conn: conn, name: tableName(rank, kind), rank: rank, kind: kind, agent: agentPort}
 	msgs := []netlink.Message{w.newTable()}
 	msgs = append(msgs, w.newChain(chainPrerouting, unix.NF_INET_PRE_ROUTING), w.newChain(chainOutput, unix.NF_INET_LOCAL_OUT))
+	msgs = append(msgs, w.conntrackRule())
 	if err := w.send(msgs); err != nil {
 		conn.Close()
 		if errors.Is(err, syscall.EEXIST) {
@@ -209,9 +212,10 @@ func featureError(err error) error {
 	return err
 }
 
-// SetPorts replaces the table's rules with redirects of ports, in one atomic batch.
+// SetPorts replaces the table's rules with redirects of ports, in one atomic batch. The
+// conntrack rule stays first, whatever the ports.
 func (w *tableWriter) SetPorts(ports []uint16) error {
-	msgs := []netlink.Message{w.flushChain(chainPrerouting), w.flushChain(chainOutput)}
+	msgs := []netlink.Message{w.flushChain(chainPrerouting), w.flushChain(chainOutput), w.conntrackRule()}
 	for _, p := range ports {
 		msgs = append(msgs, w.newRule(chainPrerouting, p, w.redirect(p, false)))
 		msgs = append(msgs, w.newRule(chainOutput, p, w.redirect(p, true)))
@@ -249,6 +253,21 @@ func (w *tableWriter) redirect(port uint16, fromEarlier bool) []expr.Any {
 		&expr.Immediate{Register: 1, Data: binary.BigEndian.AppendUint16(nil, w.agent)},
 		&expr.Redir{RegisterProtoMin: 1},
 	)
+}
+
+// conntrackRule is `ct state & 0 == 1` in the prerouting chain: it never matches, but it
+// keeps connection tracking on in the namespace for as long as the table lives. The kernel
+// tracks connections in a namespace only while a rule there needs it (a redirect or a ct
+// expression); a redirected connection is translated by its tracking entry, so when the last
+// redirect rule goes (the program stops listening, or the session ends) without this rule,
+// the connections still in flight through the agent lose their translation: the agent's
+// segments leave with its own port, and the client resets them.
+func (w *tableWriter) conntrackRule() netlink.Message {
+	return w.newRuleData(chainPrerouting, conntrackUserData, []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(0), Xor: native32(0)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: native32(1)},
+	})
 }
 
 func native32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
@@ -312,6 +331,11 @@ func (w *tableWriter) flushChain(chain string) netlink.Message {
 }
 
 func (w *tableWriter) newRule(chain string, port uint16, exprs []expr.Any) netlink.Message {
+	return w.newRuleData(chain, portUserData+strconv.Itoa(int(port)), exprs)
+}
+
+// newRuleData appends a rule with exprs and userdata to chain.
+func (w *tableWriter) newRuleData(chain, userData string, exprs []expr.Any) netlink.Message {
 	var list []netlink.Attribute
 	for _, e := range exprs {
 		b, err := expr.Marshal(unix.NFPROTO_INET, e)
@@ -326,7 +350,7 @@ func (w *tableWriter) newRule(chain string, port uint16, exprs []expr.Any) netli
 			netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: cstr(w.name)},
 			netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: cstr(chain)},
 			netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: attrs(list...)},
-			netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: []byte(portUserData + strconv.Itoa(int(port)))},
+			netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: []byte(userData)},
 		)...),
 	}
 }

@@ -200,3 +200,119 @@ func startInPod(t *testing.T, tp *testenv.Topology, argv ...string) {
 		t.Fatalf("%v did not listen within 20s", argv)
 	}
 }
+
+// TestIncomingGRPCSessionEnd ends a filtered steal session while gRPC clients keep calling the
+// pod's service on one connection through the agent: the agent asks the client to go (HTTP/2
+// GOAWAY) and the client moves its next calls to a new connection, which reaches the pod's
+// service directly. None of those calls fails, a stream in flight finishes whole, and alice's
+// calls reach the pod afterwards. (alice's calls in flight in the program when it is killed
+// fail with it; that is the program's end, not the session's.)
+func TestIncomingGRPCSessionEnd(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/grpcecho")
+	startInPod(t, tp, prog, "-name", "pod", "-delay", "100ms", "-listen", fmt.Sprintf("%s:%d", testenv.PodIP, grpcPort))
+	s := startSession(t, tp, doppel, []string{"--steal", "--http-header", "x-dev: alice"},
+		prog, "-name", "program", "-listen", fmt.Sprintf(":%d", grpcPort))
+	var dials atomic.Int32
+	cc, err := grpc.NewClient(fmt.Sprintf("passthrough:///%s:%d", testenv.PodIP, grpcPort),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return tp.DialClient(ctx, "tcp", addr)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	call := func(user string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if user != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "x-dev", user)
+		}
+		out := new(wrapperspb.StringValue)
+		err := cc.Invoke(ctx, "/doppel.test.Echo/Say", wrapperspb.String("hi"), out)
+		return out.Value, err
+	}
+	if got, err := call("alice"); err != nil || got != "program: hi" {
+		t.Fatalf("alice before the end: %q, %v", got, err)
+	}
+
+	// A stream in flight to the pod's service (15 messages, 100 ms apart) across the end.
+	streamDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		st, err := cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Count", ServerStreams: true}, "/doppel.test.Echo/Count")
+		if err == nil {
+			err = st.SendMsg(wrapperspb.String("15"))
+		}
+		if err == nil {
+			err = st.CloseSend()
+		}
+		n := 0
+		for err == nil {
+			m := new(wrapperspb.StringValue)
+			if err = st.RecvMsg(m); err == nil {
+				if want := fmt.Sprint("pod ", n); m.Value != want {
+					err = fmt.Errorf("message %d is %q, want %q", n, m.Value, want)
+				}
+				n++
+			}
+		}
+		if errors.Is(err, io.EOF) && n == 15 {
+			err = nil
+		} else if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%d messages, want 15", n)
+		}
+		streamDone <- err
+	}()
+
+	// Callers that keep calling the pod's service until after doppel has exited.
+	stop := make(chan struct{})
+	var calls, failed atomic.Int32
+	var mu sync.Mutex
+	var failures []string
+	var wg sync.WaitGroup
+	for _, user := range []string{"", "bob", "", "bob"} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				if got, err := call(user); err != nil || got != "pod: hi" {
+					failed.Add(1)
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%q: %q, %v", user, got, err))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.cmd.Process.Signal(unix.SIGTERM)
+	s.wait(t)
+	before := calls.Load()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err := <-streamDone; err != nil {
+		t.Errorf("the stream in flight at the end: %v", err)
+	}
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d calls failed across the session's end, first: %v", n, calls.Load(), failures[:min(len(failures), 3)])
+	}
+	if after := calls.Load() - before; after == 0 {
+		t.Error("no call after doppel exited")
+	}
+	if got, err := call("alice"); err != nil || got != "pod: hi" {
+		t.Errorf("alice after the end: %q, %v; want the pod's answer", got, err)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("the client dialled %d times, want 2 (a new connection after the session's end)", n)
+	}
+	t.Logf("%d calls, %d after doppel exited", calls.Load(), calls.Load()-before)
+}

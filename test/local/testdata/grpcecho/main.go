@@ -2,7 +2,7 @@
 // one as its own service and the program under doppel exec another, and a test tells their
 // answers apart by the name each puts in them. Its service, doppel.test.Echo, has a unary call
 // (Say), a server-streaming call (Count) and a call that fails with a status (Fail), every answer
-// carrying the name in a header and a trailer too. It prints "listening on ADDR" once it
+// carrying the name in a header and a trailer too (-delay slows Count down). It prints "listening on ADDR" once it
 // listens and "call METHOD" for each call, and exits after -n calls (0: never).
 package main
 
@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,8 +27,9 @@ func main() {
 	name := flag.String("name", "grpcecho", "the name in every answer")
 	addr := flag.String("listen", ":9090", "address to listen on")
 	n := flag.Int64("n", 0, "exit after this many calls (0: never)")
+	delay := flag.Duration("delay", 0, "wait this long before each message of Count")
 	flag.Parse()
-	if err := run(*name, *addr, *n); err != nil {
+	if err := run(*name, *addr, *n, *delay); err != nil {
 		fmt.Fprintln(os.Stderr, "grpcecho:", err)
 		os.Exit(1)
 	}
@@ -35,17 +37,18 @@ func main() {
 
 type server struct {
 	name  string
+	delay time.Duration
 	calls atomic.Int64
 	n     int64
 	done  chan struct{}
 }
 
-func run(name, addr string, n int64) error {
+func run(name, addr string, n int64, delay time.Duration) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	s := &server{name: name, n: n, done: make(chan struct{})}
+	s := &server{name: name, delay: delay, n: n, done: make(chan struct{})}
 	gs := grpc.NewServer()
 	gs.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "doppel.test.Echo",
@@ -103,6 +106,7 @@ func (s *server) count(_ any, stream grpc.ServerStream) error {
 	}
 	s.called(stream.Context(), "Count")
 	for i := range n {
+		time.Sleep(s.delay)
 		if err := stream.SendMsg(wrapperspb.String(s.name + " " + strconv.Itoa(i))); err != nil {
 			return err
 		}
