@@ -35,22 +35,7 @@ const grpcPort = 9090
 // error statuses whole, also when the calls run concurrently.
 func TestIncomingFilteredGRPC(t *testing.T) {
 	tp, doppel := setup(t)
-	prog := testenv.BuildGo(t, "./test/local/testdata/grpcecho")
-	startInPod(t, tp, prog, "-name", "pod", "-listen", fmt.Sprintf("%s:%d", testenv.PodIP, grpcPort))
-	s := startSession(t, tp, doppel, []string{"--steal", "--http-header", "x-dev: alice"},
-		prog, "-name", "program", "-listen", fmt.Sprintf(":%d", grpcPort))
-
-	var dials atomic.Int32
-	cc, err := grpc.NewClient(fmt.Sprintf("passthrough:///%s:%d", testenv.PodIP, grpcPort),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return tp.DialClient(ctx, "tcp", addr)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	s, cc, dials := startGRPC(t, tp, doppel)
 	ctxFor := func(user string) (context.Context, context.CancelFunc) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		if user != "" {
@@ -160,6 +145,29 @@ func TestIncomingFilteredGRPC(t *testing.T) {
 
 func first(s []string) []string { return s[:min(len(s), 3)] }
 
+// startGRPC starts grpcecho as the pod's own service on grpcPort (with podArgs) and under a
+// steal session that takes alice's calls (metadata x-dev: alice), and returns the session and a
+// client in the client namespace, with the count of its dials.
+func startGRPC(t *testing.T, tp *testenv.Topology, doppel string, podArgs ...string) (*session, *grpc.ClientConn, *atomic.Int32) {
+	t.Helper()
+	prog := testenv.BuildGo(t, "./test/local/testdata/grpcecho")
+	startInPod(t, tp, append(append([]string{prog, "-name", "pod"}, podArgs...), "-listen", fmt.Sprintf("%s:%d", testenv.PodIP, grpcPort))...)
+	s := startSession(t, tp, doppel, []string{"--steal", "--http-header", "x-dev: alice"},
+		prog, "-name", "program", "-listen", fmt.Sprintf(":%d", grpcPort))
+	dials := new(atomic.Int32)
+	cc, err := grpc.NewClient(fmt.Sprintf("passthrough:///%s:%d", testenv.PodIP, grpcPort),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return tp.DialClient(ctx, "tcp", addr)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return s, cc, dials
+}
+
 // startInPod starts argv in the pod's network namespace, waits until it prints a line starting
 // with "listening on", and ends it when the test ends.
 func startInPod(t *testing.T, tp *testenv.Topology, argv ...string) {
@@ -209,21 +217,7 @@ func startInPod(t *testing.T, tp *testenv.Topology, argv ...string) {
 // fail with it; that is the program's end, not the session's.)
 func TestIncomingGRPCSessionEnd(t *testing.T) {
 	tp, doppel := setup(t)
-	prog := testenv.BuildGo(t, "./test/local/testdata/grpcecho")
-	startInPod(t, tp, prog, "-name", "pod", "-delay", "100ms", "-listen", fmt.Sprintf("%s:%d", testenv.PodIP, grpcPort))
-	s := startSession(t, tp, doppel, []string{"--steal", "--http-header", "x-dev: alice"},
-		prog, "-name", "program", "-listen", fmt.Sprintf(":%d", grpcPort))
-	var dials atomic.Int32
-	cc, err := grpc.NewClient(fmt.Sprintf("passthrough:///%s:%d", testenv.PodIP, grpcPort),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return tp.DialClient(ctx, "tcp", addr)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	s, cc, dials := startGRPC(t, tp, doppel, "-delay", "100ms")
 	call := func(user string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
