@@ -19,8 +19,9 @@ import (
 // program socket's options and mode, connects it to the destination and puts it in the
 // program's socket's place (SECCOMP_ADDFD_FLAG_SETFD). The program then holds a socket of the
 // target's network: its bytes never pass through doppel, getpeername and getsockname answer
-// as in the target. Replacing a descriptor drops its epoll registrations, so a socket already
-// registered with epoll, or already bound, takes the proxy path instead.
+// as in the target. Replacing a descriptor drops its epoll registrations, so those of a socket
+// already registered with epoll are moved to its replacement (moveEpoll, on a goroutine of its
+// own); a socket already bound takes the proxy path instead.
 
 // sockopt is an option copied from the program's socket to its replacement when it differs.
 type sockopt struct {
@@ -82,6 +83,15 @@ func localNetnsCookie() (uint64, error) {
 // connectInPlace tries the in-place connect and says whether it answered q. When it cannot
 // get a socket from the agent it answers nothing, and the caller takes the proxy path.
 func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort) bool {
+	ino, err := inodeOf(sfd)
+	if err != nil {
+		return false
+	}
+	regs, err := r.epolls.registrations(q.Pid(), ino)
+	if err != nil {
+		r.log.Debug("epoll registrations unknown; using the proxy", "err", err)
+		return false
+	}
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	ns, err := r.opt.Sockets.Get(ctx, family)
 	cancel()
@@ -89,7 +99,7 @@ func (r *Redirector) connectInPlace(q *intercept.Request, sfd, fd, family int, d
 		r.log.Debug("no socket from the agent; using the proxy", "err", err)
 		return false
 	}
-	r.placeSocket(q, sfd, fd, family, dst, ns)
+	r.placeSocket(q, sfd, fd, family, dst, ns, regs)
 	return true
 }
 
@@ -117,14 +127,21 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 		return false, false
 	}
 	ino, err := inodeOf(sfd)
-	if err != nil || !r.inPlaceOK(q, sfd, ino) {
+	if err != nil {
 		return false, false
+	}
+	registered, ok := r.replaceable(q, sfd, ino)
+	if !ok {
+		return false, false
+	}
+	if registered {
+		return false, true // moving epoll registrations takes a thread: not here
 	}
 	ns, ok := r.opt.Sockets.TryGet(family)
 	if !ok {
 		return false, true
 	}
-	r.placeSocket(q, sfd, fd, family, dst, ns)
+	r.placeSocket(q, sfd, fd, family, dst, ns, nil)
 	return true, false
 }
 
@@ -132,8 +149,9 @@ func (r *Redirector) connectInPlaceNow(q *intercept.Request, fd int, dst netip.A
 // of the program's socket sfd and puts it in place of the program's fd, then lets the
 // program's own connect go on: the kernel looks the descriptor up only after the filter, so
 // the connect runs on the new socket, in the program's thread, with the kernel's own
-// semantics (blocking or not, errors, timeouts). It answers q and closes ns.
-func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort, ns *os.File) {
+// semantics (blocking or not, errors, timeouts). The program socket's epoll registrations
+// regs move to ns. It answers q and closes ns.
+func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst netip.AddrPort, ns *os.File, regs []epollReg) {
 	defer ns.Close()
 	rc, err := ns.SyscallConn()
 	if err != nil {
@@ -156,31 +174,40 @@ func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst 
 		q.Errno(unix.EBADF)
 		return
 	}
-	r.log.Debug("connect in place", "dst", dst, "fd", fd)
+	if len(regs) > 0 {
+		var merr error
+		rc.Control(func(nfd uintptr) { merr = moveEpoll(q, regs, sfd, int(nfd)) })
+		if merr != nil {
+			// The connect goes on, but the program's epoll may not hear of it.
+			r.log.Warn("move epoll registrations to the socket put in place", "fd", fd, "err", merr)
+		}
+	}
+	r.log.Debug("connect in place", "dst", dst, "fd", fd, "epoll registrations", len(regs))
 	q.Continue()
 }
 
-// inPlaceOK says whether the program's socket can be replaced: plain TCP, unbound, and not
-// registered with any epoll instance of the program.
-func (r *Redirector) inPlaceOK(q *intercept.Request, sfd int, ino uint64) bool {
+// replaceable says whether the program's socket can be replaced (plain TCP and unbound), and
+// whether it is registered with an epoll instance of the program (its registrations then have
+// to move with it).
+func (r *Redirector) replaceable(q *intercept.Request, sfd int, ino uint64) (registered, ok bool) {
 	if p, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
 		r.log.Debug("socket cannot be replaced: not plain TCP; using the proxy", "protocol", p)
-		return false
+		return false, false
 	}
 	sa, err := unix.Getsockname(sfd)
 	if err != nil {
-		return false
+		return false, false
 	}
 	if local, ok := fromUnix(sa); !ok || local.Port() != 0 {
 		r.log.Debug("socket cannot be replaced: bound; using the proxy", "local", local)
-		return false
+		return false, false
 	}
-	registered, err := r.epolls.registered(q.Pid(), ino)
-	if err != nil || registered {
-		r.log.Debug("socket cannot be replaced; using the proxy", "registered with epoll", registered, "err", err)
-		return false
+	registered, err = r.epolls.registered(q.Pid(), ino)
+	if err != nil {
+		r.log.Debug("socket cannot be replaced: epoll registrations unknown; using the proxy", "err", err)
+		return false, false
 	}
-	return true
+	return registered, true
 }
 
 // epollFDs knows the epoll descriptors of the program's threads, so that checking whether a

@@ -199,7 +199,8 @@ print("reply", s.recv(64).split(b"\r\n")[0].decode())
 // one of the pod's network from the start, and one that turns out to be local (a connect to
 // loopback, with options, non-blocking mode and an epoll registration made before; a bind and
 // listen; TCP Fast Open to loopback) is put back, so that everything the program does with it
-// happens on this machine.
+// happens on this machine. Once placing is off, a socket registered with epoll before its
+// remote connect is replaced at the connect, its registration moved with it.
 func TestDoppelExecPlacedSockets(t *testing.T) {
 	tp, doppel := setup(t)
 	const py = `
@@ -242,6 +243,20 @@ print("fastopen", cookie(f) == here, b.recv(4).decode())
 r = socket.socket()
 r.connect(("10.96.0.80", 80))
 print("remote", cookie(r) != here, r.getsockname()[0])
+
+# Two more local connects turn placing off (a program whose connects stay local): the next
+# socket is this machine's, and its remote connect replaces it, epoll registration included.
+for _ in range(2):
+    socket.create_connection(("127.0.0.1", port)).close()
+e = socket.socket()
+print("not placed", cookie(e) == here)
+e.setblocking(False)
+ep2 = select.epoll()
+ep2.register(e.fileno(), select.EPOLLOUT)
+e.connect_ex(("10.96.0.80", 80))
+print("replaced events", ep2.poll(5) == [(e.fileno(), select.EPOLLOUT)])
+ep2.unregister(e.fileno())
+print("replaced", cookie(e) != here, e.getsockname()[0])
 `
 	r := runDoppel(t, tp, doppel, nil, nil, "/usr/bin/python3", "-c", py)
 	if r.exitCode != 0 {
@@ -252,6 +267,7 @@ print("remote", cookie(r) != here, r.getsockname()[0])
 		"server placed before bind True\n", "server local True 1\n",
 		"client placed True\n", "connect EINPROGRESS\n", "client local True 1 77 False\n", "got ping\n",
 		"fastopen True fast\n", "remote True " + testenv.PodIP + "\n",
+		"not placed True\n", "replaced events True\n", "replaced True " + testenv.PodIP + "\n",
 	}); len(m) > 0 {
 		t.Errorf("stdout lacks %q: %v", m, r)
 	}
