@@ -267,12 +267,9 @@ func startJob(ctx context.Context, cs kubernetes.Interface, spec AgentSpec, job 
 		return nil, apiError("give the agent's secret to its job", job.Namespace, err)
 	}
 
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := await(ctx, progress, func() (bool, string, string, error) { return a.lookJob(ctx) }); err != nil {
+	if err := await(ctx, timeout, progress, a.lookJob); err != nil {
 		a.Stop()
-		return nil, startError(parent, ctx, timeout, err)
+		return nil, err
 	}
 	return a, nil
 }
@@ -357,12 +354,9 @@ func StartEphemeral(ctx context.Context, cs kubernetes.Interface, spec AgentSpec
 		return nil, apiError("add the agent's ephemeral container to pod "+pod.Name, pod.Namespace, err)
 	}
 
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := await(ctx, progress, func() (bool, string, string, error) { return a.lookEphemeral(ctx) }); err != nil {
+	if err := await(ctx, timeout, progress, a.lookEphemeral); err != nil {
 		a.deleteSecret()
-		return nil, startError(parent, ctx, timeout, err)
+		return nil, err
 	}
 	return a, nil
 }
@@ -390,17 +384,20 @@ func startError(parent, ctx context.Context, timeout time.Duration, err error) e
 // errAgentFailed marks a start that failed for a reason the cluster gave.
 var errAgentFailed = errors.New("the agent failed to start")
 
-// await calls look every 200 ms until the agent runs, telling progress each new phase. It fails
-// with look's error, or, once ctx has ended, with the last phase it saw.
-func await(ctx context.Context, progress func(string, string), look func() (done bool, phase, detail string, err error)) error {
+// await calls look every 200 ms until the agent runs, for at most timeout, telling progress
+// each new phase. It fails with look's error, or, once the time is up or parent has ended,
+// with the last phase it saw (startError says which).
+func await(parent context.Context, timeout time.Duration, progress func(string, string), look func(context.Context) (done bool, phase, detail string, err error)) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
 	last, reported := "no status yet", ""
 	for {
-		done, phase, detail, err := look()
+		done, phase, detail, err := look(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return errors.New(last)
+				err = errors.New(last)
 			}
-			return err
+			return startError(parent, ctx, timeout, err)
 		}
 		if phase+detail != reported {
 			reported = phase + detail
@@ -412,7 +409,7 @@ func await(ctx context.Context, progress func(string, string), look func() (done
 		}
 		select {
 		case <-ctx.Done():
-			return errors.New(last)
+			return startError(parent, ctx, timeout, errors.New(last))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
