@@ -2,12 +2,7 @@ package intercept
 
 import (
 	"encoding/binary"
-	"errors"
-	"os"
-	"runtime"
-	"strconv"
 	"testing"
-	"time"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -163,65 +158,5 @@ func TestReleaseAtLeast(t *testing.T) {
 		if got := releaseAtLeast(tt.release, tt.want); got != tt.ok {
 			t.Errorf("releaseAtLeast(%q, %q) = %v", tt.release, tt.want, got)
 		}
-	}
-}
-
-// TestPidfdCacheDropsGoneThread checks that a cached pidfd serves its thread, and that once the
-// thread is gone it is dropped rather than used for another thread given the same id.
-func TestPidfdCacheDropsGoneThread(t *testing.T) {
-	if !haveThreadPidfd() {
-		t.Skip("no PIDFD_THREAD (Linux 6.9)")
-	}
-	f, err := os.Open("/dev/null")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	// A thread that ends: one locked to a goroutine that returns, unless it is the main thread
-	// (which the runtime keeps): then try again.
-	var tid int
-	var done chan struct{}
-	for tid == 0 || tid == os.Getpid() {
-		tids := make(chan int)
-		done = make(chan struct{})
-		go func() {
-			runtime.LockOSThread()
-			tids <- unix.Gettid()
-			<-done
-			if unix.Gettid() == os.Getpid() {
-				runtime.UnlockOSThread()
-			}
-		}()
-		if tid = <-tids; tid == os.Getpid() {
-			close(done)
-		}
-	}
-	pidfd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c pidfdCache
-	defer c.closeAll()
-	c.put(tid, pidfd)
-	nfd, ok, err := c.getfd(tid, int(f.Fd()))
-	if !ok || err != nil {
-		t.Fatalf("getfd through the live thread's pidfd: ok %v, err %v", ok, err)
-	}
-	unix.Close(nfd)
-	close(done)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("thread %d still there", tid)
-		}
-	}
-	if nfd, ok, _ := c.getfd(tid, int(f.Fd())); ok {
-		unix.Close(nfd)
-		t.Fatal("getfd through a gone thread's pidfd succeeded")
-	}
-	if _, cached := c.byTID[tid]; cached {
-		t.Error("the gone thread's pidfd is still cached")
 	}
 }

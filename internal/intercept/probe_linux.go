@@ -103,11 +103,13 @@ var probe = sync.OnceValue(func() []Feature {
 	return feats
 })
 
-// haveThreadPidfd reports whether pidfd_open accepts PIDFD_THREAD (Linux 6.9).
-func haveThreadPidfd() bool { return have(featPidfdThread) }
+// haveThreadPidfd reports whether pidfd_open accepts PIDFD_THREAD (Linux 6.9). Looked up once:
+// every GetRawFD asks.
+var haveThreadPidfd = sync.OnceValue(func() bool { return have(featPidfdThread) })
 
 // CanReturnFD reports whether Request.ReturnFD works here (SECCOMP_ADDFD_FLAG_SEND, Linux 5.14).
-func CanReturnFD() bool { return have(featAddfdSend) }
+// Looked up once: the connect and send handlers ask.
+var CanReturnFD = sync.OnceValue(func() bool { return have(featAddfdSend) })
 
 func have(name string) bool {
 	for _, f := range probe() {

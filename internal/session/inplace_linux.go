@@ -158,29 +158,16 @@ func (r *Redirector) placeSocket(q *intercept.Request, sfd, fd, family int, dst 
 		q.Errno(unix.EBADF)
 		return
 	}
-	var oerr error
-	rc.Control(func(nfd uintptr) {
-		var blocking bool
-		if blocking, oerr = r.copySockopts(sfd, int(nfd), family, false); oerr == nil {
-			oerr = unix.SetNonblock(int(nfd), !blocking)
-		}
-	})
-	if oerr != nil {
-		q.Errno(errnoOf(oerr))
-		return
-	}
-	if err := q.AddFDAt(ns, fd, cloexecOf(q.Pid(), fd)); err != nil {
+	var replaced bool
+	rc.Control(func(nfd uintptr) { replaced, err = r.replaceSocket(q, sfd, fd, family, int(nfd), false, regs) })
+	switch {
+	case !replaced:
 		r.log.Debug("put the target's socket in place", "err", err)
-		q.Errno(unix.EBADF)
+		q.Errno(errnoOf(err))
 		return
-	}
-	if len(regs) > 0 {
-		var merr error
-		rc.Control(func(nfd uintptr) { merr = moveEpoll(q, regs, sfd, int(nfd)) })
-		if merr != nil {
-			// The connect goes on, but the program's epoll may not hear of it.
-			r.log.Warn("move epoll registrations to the socket put in place", "fd", fd, "err", merr)
-		}
+	case err != nil:
+		// The connect goes on, but the program's epoll may not hear of it.
+		r.log.Warn("put the target's socket in place", "fd", fd, "err", err)
 	}
 	r.log.Debug("connect in place", "dst", dst, "fd", fd, "epoll registrations", len(regs))
 	q.Continue()
@@ -202,12 +189,12 @@ func (r *Redirector) replaceable(q *intercept.Request, sfd int, ino uint64) (reg
 		r.log.Debug("socket cannot be replaced: bound; using the proxy", "local", local)
 		return false, false
 	}
-	registered, err = r.epolls.registered(q.Pid(), ino)
+	regs, err := r.epolls.registrations(q.Pid(), ino)
 	if err != nil {
 		r.log.Debug("socket cannot be replaced: epoll registrations unknown; using the proxy", "err", err)
 		return false, false
 	}
-	return registered, true
+	return len(regs) > 0, true
 }
 
 // epollFDs knows the epoll descriptors of the program's threads, so that checking whether a
@@ -243,29 +230,6 @@ func (e *epollFDs) list(tid int) ([]int, error) {
 	e.byTID[tid] = fds
 	e.mu.Unlock()
 	return fds, nil
-}
-
-// registered says whether the socket with inode ino is registered with an epoll instance in the
-// descriptor table of thread tid.
-func (e *epollFDs) registered(tid int, ino uint64) (bool, error) {
-	fds, err := e.list(tid)
-	if err != nil {
-		return false, err
-	}
-	want := "ino:" + strconv.FormatUint(ino, 16)
-	var buf [4096]byte
-	for _, fd := range fds {
-		b, err := readProc("/proc/"+strconv.Itoa(tid)+"/fdinfo/"+strconv.Itoa(fd), buf[:])
-		if err != nil {
-			continue // closed since: not an epoll descriptor any more
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "tfd:") && (strings.Contains(line, " "+want+" ") || strings.HasSuffix(line, " "+want)) {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
 }
 
 // scanEpollFDs lists the epoll descriptors of a process.

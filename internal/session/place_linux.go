@@ -148,21 +148,13 @@ func (r *Redirector) unplaceArg0(q *intercept.Request) bool {
 }
 
 // unplace replaces the program's placed socket fd (sfd, a copy of it) with a fresh socket of
-// this machine's network carrying its options and blocking mode, and moves its epoll
-// registrations to the new socket. replaced says whether the new socket is in place.
+// this machine's network (replaceSocket). replaced says whether the new socket is in place.
 func (r *Redirector) unplace(q *intercept.Request, sfd, fd, family int) (replaced bool, err error) {
 	ls, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return false, err
 	}
 	defer unix.Close(ls)
-	blocking, err := r.copySockopts(sfd, ls, family, true)
-	if err != nil {
-		return false, err
-	}
-	if err := unix.SetNonblock(ls, !blocking); err != nil {
-		return false, err
-	}
 	ino, err := inodeOf(sfd)
 	if err != nil {
 		return false, err
@@ -171,11 +163,27 @@ func (r *Redirector) unplace(q *intercept.Request, sfd, fd, family int) (replace
 	if err != nil {
 		return false, err
 	}
-	if err := q.AddRawFDAt(ls, fd, cloexecOf(q.Pid(), fd)); err != nil {
+	return r.replaceSocket(q, sfd, fd, family, ls, true, regs)
+}
+
+// replaceSocket puts nfd, a fresh socket of family (of this machine's network when local,
+// else of the target's), in the place of the program's socket fd (sfd, a copy of it): nfd
+// first gets sfd's options and blocking mode, and afterwards sfd's epoll registrations regs.
+// It answers nothing; replaced says whether nfd is in place, also when moving the
+// registrations then failed (err says so).
+func (r *Redirector) replaceSocket(q *intercept.Request, sfd, fd, family, nfd int, local bool, regs []epollReg) (replaced bool, err error) {
+	blocking, err := r.copySockopts(sfd, nfd, family, local)
+	if err != nil {
+		return false, err
+	}
+	if err := unix.SetNonblock(nfd, !blocking); err != nil {
+		return false, err
+	}
+	if err := q.AddRawFDAt(nfd, fd, cloexecOf(q.Pid(), fd)); err != nil {
 		return false, err
 	}
 	if len(regs) > 0 {
-		if err := moveEpoll(q, regs, sfd, ls); err != nil {
+		if err := moveEpoll(q, regs, sfd, nfd); err != nil {
 			return true, fmt.Errorf("move epoll registrations: %w", err)
 		}
 	}
@@ -218,6 +226,9 @@ func (e *epollFDs) registrations(tid int, ino uint64) ([]epollReg, error) {
 // parseEpollLine parses an epoll fdinfo line ("tfd: 5 events: 19 data: 5 pos:0 ino:1a2b
 // sdev:8") for the file with inode ino (hex).
 func parseEpollLine(line, ino string) (epollReg, bool) {
+	if !strings.Contains(line, " ino:"+ino) { // most lines are other files': skip them cheaply
+		return epollReg{}, false
+	}
 	f := strings.Fields(line)
 	if len(f) < 8 || f[0] != "tfd:" || f[2] != "events:" || f[4] != "data:" {
 		return epollReg{}, false
