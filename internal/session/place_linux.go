@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -209,7 +210,11 @@ func (e *epollFDs) registrations(tid int, ino uint64) ([]epollReg, error) {
 	var regs []epollReg
 	var buf [4096]byte
 	for _, epfd := range fds {
-		b, err := readProc("/proc/"+strconv.Itoa(tid)+"/fdinfo/"+strconv.Itoa(epfd), buf[:])
+		path := "/proc/" + strconv.Itoa(tid) + "/fdinfo/" + strconv.Itoa(epfd)
+		b, err := readProc(path, buf[:])
+		if err == nil && len(b) == len(buf) {
+			b, err = os.ReadFile(path) // a line per registration: it can be longer than buf
+		}
 		if err != nil {
 			continue // closed since
 		}

@@ -204,7 +204,7 @@ print("reply", s.recv(64).split(b"\r\n")[0].decode())
 func TestDoppelExecPlacedSockets(t *testing.T) {
 	tp, doppel := setup(t)
 	const py = `
-import errno, select, socket
+import errno, os, select, socket
 COOKIE = 71  # SO_NETNS_COOKIE
 def cookie(s):
     return s.getsockopt(socket.SOL_SOCKET, COOKIE, 8)
@@ -252,6 +252,9 @@ e = socket.socket()
 print("not placed", cookie(e) == here)
 e.setblocking(False)
 ep2 = select.epoll()
+pipes = [os.pipe() for _ in range(100)]  # an fdinfo longer than a page, the socket's line last
+for rd, _ in pipes:
+    ep2.register(rd, select.EPOLLIN)
 ep2.register(e.fileno(), select.EPOLLOUT)
 e.connect_ex(("10.96.0.80", 80))
 print("replaced events", ep2.poll(5) == [(e.fileno(), select.EPOLLOUT)])
