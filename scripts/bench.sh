@@ -22,7 +22,9 @@
 # default 5), BENCH_ROUNDS (rounds of the throughput and connection rows, default 2),
 # BENCH_OUT (default docs/BENCHMARKS.md), BENCH_DOPPEL (a doppel binary to measure instead of
 # building bin/doppel with make build), BENCH_ONLY=connections (only the new-connection rows
-# and the syscall costs, printed and not written: for trying a change to the connect path).
+# and the syscall costs, printed and not written: for trying a change to the connect path),
+# BENCH_ONLY=incoming (only the mirror rows, redirect, tap and capture, printed and not written: for
+# trying a change to the incoming path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,14 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "bench: network namespaces and doppel's agent need root; run: sudo make bench" >&2
   exit 1
 fi
+
+case ${BENCH_ONLY:-} in
+'' | connections | incoming) ;;
+*)
+  echo "bench: BENCH_ONLY=$BENCH_ONLY: say connections or incoming, or leave it unset" >&2
+  exit 1
+  ;;
+esac
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 seconds=${BENCH_SECONDS:-5}
@@ -344,6 +354,7 @@ row() {
   done
 }
 
+if [[ ${BENCH_ONLY:-} == incoming ]]; then :; else
 if [[ ${BENCH_ONLY:-} != connections ]]; then
   say "bulk TCP throughput, upload (iperf3 -t $seconds -P 1), $rounds rounds"
   row up iperf3_run
@@ -389,13 +400,16 @@ if [[ ${BENCH_ONLY:-} == connections ]]; then
   done
   exit 0
 fi
+fi # BENCH_ONLY=incoming skips to here
 
+if [[ ${BENCH_ONLY:-} != incoming ]]; then
 say "start-up: doppel exec --target pid:$pod_pid -- true vs true (hyperfine, in the laptop)"
 ip netns exec "$laptop" hyperfine -N --style basic --warmup 3 --runs 30 --export-json "$work/startup.json" \
   "$doppel exec --target pid:$pod_pid -- true" "true"
 t_doppel=$(jq -r '.results[0].mean * 1000' "$work/startup.json")
 t_true=$(jq -r '.results[1].mean * 1000' "$work/startup.json")
 t_doppel_sd=$(jq -r '.results[0].stddev * 1000' "$work/startup.json")
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Incoming traffic: the pod runs its own nginx on port 80 (every address of the pod); the peer
@@ -505,32 +519,37 @@ wrk_in() {
   awk '/^Requests\/sec:/ {print $2}' "$log"
 }
 
-# mirror_round KIND WRK-ARGS...: one round of "off" then "mirror" (KIND: redirect); stores
-# throughput and fidelity.
+# mirror_round KIND WRK-ARGS...: one round of "off" then a mirror session with mirror_flags;
+# stores throughput and fidelity under the row family fam (in: redirect, tap: the eBPF tap).
+fam=in
 mirror_round() {
   local kind=$1 b a rps got
   shift
   b=$(served)
-  rps=$(wrk_in "$work/in-$kind-off-$round.txt" http://192.168.77.1/ "$@")
+  rps=$(wrk_in "$work/$fam-$kind-off-$round.txt" http://192.168.77.1/ "$@")
   a=$(served)
-  echo "  [${SECONDS}s] $kind round $round off: $rps req/s, nginx served $(served_between "$b" "$a")"
-  res[in_$kind,off]+="$rps "
-  session_start "$kind-$round" "${mirror_flags[@]}"
+  echo "  [${SECONDS}s] $fam $kind round $round off: $rps req/s, nginx served $(served_between "$b" "$a")"
+  res[${fam}_$kind,off]+="$rps "
+  session_start "$fam-$kind-$round" "${mirror_flags[@]}"
   b=$(served)
-  rps=$(wrk_in "$work/in-$kind-on-$round.txt" http://192.168.77.1/ "$@")
+  rps=$(wrk_in "$work/$fam-$kind-on-$round.txt" http://192.168.77.1/ "$@")
   a=$(served)
-  session_settle "$kind-$round" "$(served_between "$b" "$a")"
-  got=$(session_stop "$kind-$round")
-  echo "  [${SECONDS}s] $kind round $round mirror: $rps req/s, nginx served $(served_between "$b" "$a"), the program got $got"
-  res[in_$kind,on]+="$rps "
-  res[in_$kind,served]+="$(served_between "$b" "$a") "
-  res[in_$kind,got]+="$got "
+  session_settle "$fam-$kind-$round" "$(served_between "$b" "$a")"
+  got=$(session_stop "$fam-$kind-$round")
+  echo "  [${SECONDS}s] $fam $kind round $round mirror: $rps req/s, nginx served $(served_between "$b" "$a"), the program got $got"
+  res[${fam}_$kind,on]+="$rps "
+  res[${fam}_$kind,served]+="$(served_between "$b" "$a") "
+  res[${fam}_$kind,got]+="$got "
 }
 
 mirror_flags=()
 say "mirror (redirect): wrk -t1 -c16 (keep-alive) from the peer to the pod's nginx, session off/on, $rounds rounds"
 for round in $(seq "$rounds"); do mirror_round keepalive -t 1 -c 16; done
 say "mirror (redirect): wrk -t1 -c4 -H 'Connection: close' (a connection per request), session off/on, $rounds rounds"
+for round in $(seq "$rounds"); do mirror_round close -t 1 -c 4 -H 'Connection: close'; done
+fam=tap mirror_flags=(--mirror-tap)
+say "mirror (eBPF tap): keep-alive and a connection per request, session off/on, $rounds rounds"
+for round in $(seq "$rounds"); do mirror_round keepalive -t 1 -c 16; done
 for round in $(seq "$rounds"); do mirror_round close -t 1 -c 4 -H 'Connection: close'; done
 
 # tcpdump beside the capture: the packets that start with "GET " (each request of these loads is
@@ -587,6 +606,17 @@ capture_round() {
 say "mirror (passive capture): keep-alive and a connection per request; off, on, and on beside tcpdump; $rounds rounds"
 for round in $(seq "$rounds"); do capture_round keepalive -t 1 -c 16; done
 for round in $(seq "$rounds"); do capture_round close -t 1 -c 4 -H 'Connection: close'; done
+
+if [[ ${BENCH_ONLY:-} == incoming ]]; then
+  for f in in tap cap; do
+    for k in keepalive close; do
+      [[ -n ${res[${f}_$k,on]:-} ]] || continue
+      # shellcheck disable=SC2086
+      echo "$f $k on/off: $(ratio "$(mean ${res[${f}_$k,on]})" "$(mean ${res[${f}_$k,off]})"), got/served: $(printf '%s\n' ${res[${f}_$k,got]} | awk '{s += $1} END {print s + 0}')/$(printf '%s\n' ${res[${f}_$k,served]} | awk '{s += $1} END {print s + 0}')"
+    done
+  done
+  exit 0
+fi
 
 # latency WRK-LOG PERCENTILE: µs
 latency() {
@@ -671,7 +701,8 @@ else
 fi
 
 # Incoming rows.
-# The optional last argument of these is the row family: "in" (redirect, the default) or "cap".
+# The optional last argument of these is the row family: "in" (redirect, the default), "tap" or
+# "cap".
 in_mean() { mean ${res[${3:-in}_$1,$2]}; }
 in_cell() { echo "$(fmt "$(in_mean "$1" "$2" "${3:-in}")" 0) req/s"; }
 ratio_in() { ratio "$(in_mean "$1" on "${2:-in}")" "$(in_mean "$1" off "${2:-in}")"; }
@@ -804,8 +835,15 @@ CPUs (see the notes).
 |---|---|---|---|---|---|
 | Mirror (redirect), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off) | $(in_cell keepalive on) | $(in_ratio keepalive) | $(in_fid keepalive) | throughput ≥ 0.8: $(verdict "$(ratio_in keepalive)" 0.8); fidelity 1.0: $(fid_verdict keepalive) |
 | Mirror (redirect), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off) | $(in_cell close on) | $(in_ratio close) | $(in_fid close) | throughput ≥ 0.8: $(verdict "$(ratio_in close)" 0.8); fidelity 1.0: $(fid_verdict close) |
+| Mirror (eBPF tap), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off tap) | $(in_cell keepalive on tap) | $(in_ratio keepalive tap) | $(in_fid keepalive tap) | throughput ≥ 0.8 (redirect's aim: no copy is lost either): $(verdict "$(ratio_in keepalive tap)" 0.8); fidelity 1.0: $(fid_verdict keepalive tap) |
+| Mirror (eBPF tap), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off tap) | $(in_cell close on tap) | $(in_ratio close tap) | $(in_fid close tap) | throughput ≥ 0.8 (redirect's aim): $(verdict "$(ratio_in close tap)" 0.8); fidelity 1.0: $(fid_verdict close tap) |
 | Mirror (passive capture), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off cap) | $(in_cell keepalive on cap) | $(in_ratio keepalive cap) | $(in_fid keepalive cap) | throughput ≥ 0.95: $(verdict "$(ratio_in keepalive cap)" 0.95); fidelity 1.0: $(fid_verdict keepalive cap) |
 | Mirror (passive capture), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off cap) | $(in_cell close on cap) | $(in_ratio close cap) | $(in_fid close cap) | throughput ≥ 0.95: $(verdict "$(ratio_in close cap)" 0.95); fidelity 1.0: $(fid_verdict close cap) |
+
+Redirect (the default) and the eBPF tap (\`--mirror-tap\`) never lose a copy: redirect because
+the agent relays each connection itself, the tap because a segment it cannot copy is dropped
+for the client to send again. Passive capture (\`--mirror-capture\`) loses copies when its
+ring overflows, and says so.
 
 Passive capture beside tcpdump (\`tcpdump -i any\` in the pod, counting the packets that start
 with "GET ", one per request in these loads) during one more run of the same load, the capture

@@ -41,6 +41,13 @@ type Options struct {
 	// client's address, local the server's. It returns where the bytes go; an error or a nil
 	// Sink ignores the connection (it counts as Missed). Like a Sink, it must return at once.
 	Open func(remote, local netip.AddrPort) (Sink, error)
+	// Tap copies with an eBPF program at the ingress of every interface of the namespace
+	// instead of a packet socket. A segment the tap cannot copy (its ring is full) is dropped,
+	// so the client sends it again: what the server gets, the capture gets, and a connection
+	// ends incomplete only when a segment could not be read at all (Stats.Drops). It needs
+	// CAP_BPF and CAP_NET_ADMIN and Linux 6.6 (TCX links). Interfaces that appear after Start
+	// are not tapped.
+	Tap bool
 
 	// Knobs for tests; zero means the package default.
 	ringBlocks    int           // blocks in the ring (ringBlocks)
@@ -53,9 +60,13 @@ type Stats struct {
 	// Packets is the number of TCP packets to captured ports read from the ring.
 	Packets uint64
 	// Drops is the number of packets the kernel dropped because the ring was full (the
-	// socket's PACKET_STATISTICS tp_drops, accumulated). Connections that lost data this way
-	// end incomplete.
+	// socket's PACKET_STATISTICS tp_drops, accumulated); with Options.Tap, the segments that
+	// passed to the server without a copy (larger than 64 KiB). Connections that lost data
+	// this way end incomplete.
 	Drops uint64
+	// Held is the number of segments the tap (Options.Tap) dropped because its ring was full:
+	// the server did not get them either, and the clients send them again. Nothing is lost.
+	Held uint64
 	// Opened counts connections given a Sink by Options.Open.
 	Opened uint64
 	// Completed and Incomplete count the Sinks ended with complete true and false.

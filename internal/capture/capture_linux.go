@@ -24,6 +24,7 @@ type Capture struct {
 	done     chan struct{} // closed when the capture goroutine has returned
 	once     sync.Once
 
+	tap       *tap   // with Options.Tap, instead of the packet socket and its ring
 	fd, efd   int    // packet socket, eventfd that wakes the capture goroutine
 	ring      []byte // the mapped receive ring
 	blocks    int
@@ -69,6 +70,16 @@ func Start(opt Options) (*Capture, error) {
 	gap := gapTimeout
 	if opt.gapTimeout > 0 {
 		gap = opt.gapTimeout
+	}
+	if opt.Tap {
+		t, err := startTap(opt, c.blocks*c.blockSize, log)
+		if err != nil {
+			return nil, err
+		}
+		c.tap = t
+		c.ports.Store(newPortSet(nil))
+		go c.runTap(newTracker(opt.Open, log, &c.stats, gap))
+		return c, nil
 	}
 	// Protocol 0: the socket receives nothing until bind, when its filter and ring are ready.
 	err := runIn(opt, func() (err error) {
@@ -137,6 +148,10 @@ func (c *Capture) setup() error {
 
 // release unmaps the ring and closes the descriptors.
 func (c *Capture) release() {
+	if c.tap != nil {
+		c.tap.close()
+		c.tap = nil
+	}
 	if c.ring != nil {
 		_ = unix.Munmap(c.ring)
 		c.ring = nil
@@ -167,9 +182,13 @@ func (c *Capture) SetPorts(ports []uint16) error {
 	if len(list) > maxPorts {
 		return fmt.Errorf("capture %d ports: at most %d", len(list), maxPorts)
 	}
-	f, err := filter(list)
-	if err != nil {
-		return err
+	apply := func(old *portSet) error { return c.tap.setPorts(old, set) }
+	if c.tap == nil {
+		f, err := filter(list)
+		if err != nil {
+			return err
+		}
+		apply = func(*portSet) error { return attachFilter(c.fd, f) }
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -179,7 +198,7 @@ func (c *Capture) SetPorts(ports []uint16) error {
 	// Let the goroutine follow the added ports before their packets can come.
 	old := c.ports.Load()
 	c.ports.Store(old.union(set))
-	if err := attachFilter(c.fd, f); err != nil {
+	if err := apply(old); err != nil {
 		c.ports.Store(old)
 		return err
 	}
@@ -199,6 +218,10 @@ func (c *Capture) Stats() Stats {
 
 // readDrops adds the kernel's drop count (which reading resets) to the stats.
 func (c *Capture) readDrops() {
+	if c.tap != nil {
+		c.readTapCounts()
+		return
+	}
 	st, err := unix.GetsockoptTpacketStatsV3(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err == nil && st.Drops > 0 {
 		c.stats.drops.Add(uint64(st.Drops))
@@ -211,9 +234,13 @@ func (c *Capture) readDrops() {
 func (c *Capture) Close() {
 	c.once.Do(func() {
 		c.stopping.Store(true)
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		_, _ = unix.Write(c.efd, one[:])
+		if c.tap != nil {
+			_ = c.tap.rd.Flush() // wakes the goroutine if it waits for the ring
+		} else {
+			var one [8]byte
+			binary.NativeEndian.PutUint64(one[:], 1)
+			_, _ = unix.Write(c.efd, one[:])
+		}
 		<-c.done
 		c.mu.Lock()
 		defer c.mu.Unlock()

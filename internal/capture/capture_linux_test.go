@@ -360,12 +360,17 @@ func (n *testNet) send(server netip.AddrPort, sizes []int) []transfer {
 	return ts
 }
 
-func TestCaptureStreams(t *testing.T) {
+func TestCaptureStreams(t *testing.T) { testStreams(t, Options{}) }
+
+// TestTapStreams is TestCaptureStreams with the eBPF tap instead of the packet socket.
+func TestTapStreams(t *testing.T) { testStreams(t, Options{Tap: true}) }
+
+func testStreams(t *testing.T, opt Options) {
 	privileged(t)
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, Options{})
+	c := n.start(&col, opt)
 	if err := c.SetPorts([]uint16{port}); err != nil {
 		t.Fatal(err)
 	}
@@ -423,13 +428,18 @@ func TestCaptureInNetnsOption(t *testing.T) {
 // TestCapturePorts checks that only captured ports open connections, that SetPorts takes effect,
 // that a connection seen without its SYN is Missed, not delivered, and that Close ends open
 // connections incomplete.
-func TestCapturePorts(t *testing.T) {
+func TestCapturePorts(t *testing.T) { testPorts(t, Options{}) }
+
+// TestTapPorts is TestCapturePorts with the eBPF tap.
+func TestTapPorts(t *testing.T) { testPorts(t, Options{Tap: true}) }
+
+func testPorts(t *testing.T, opt Options) {
 	privileged(t)
 	n := newTestNet(t, false)
 	p1, p2 := n.server(), n.server()
 	to := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(n.serverIPv4, p) }
 	var col collector
-	c := n.start(&col, Options{})
+	c := n.start(&col, opt)
 	if err := c.SetPorts([]uint16{p1}); err != nil {
 		t.Fatal(err)
 	}
@@ -552,10 +562,79 @@ func TestCaptureRingOverflow(t *testing.T) {
 	}
 }
 
+// TestTapRingFull fills the tap's ring: a small ring and a Sink that blocks. The tap drops what it
+// cannot copy, the clients send it again, and every connection ends complete with exactly the
+// bytes sent. Without the drop (a copy lost while the server got the segment), connections would
+// end incomplete.
+func TestTapRingFull(t *testing.T) {
+	privileged(t)
+	n := newTestNet(t, false)
+	port := n.server()
+	col := collector{delay: 2 * time.Millisecond}
+	c := n.start(&col, Options{Tap: true, ringBlocks: 1, ringBlockSize: 256 << 10})
+	if err := c.SetPorts([]uint16{port}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ts := n.send(netip.AddrPortFrom(n.serverIPv4, port), []int{1 << 20, 1 << 20, 1 << 20, 1000, 1000})
+	for _, tr := range ts {
+		s := col.ended(t, tr.remote, time.Minute)
+		if !s.complete || sha256.Sum256(s.data) != sha256.Sum256(tr.data) {
+			t.Errorf("%d bytes from %s: complete %v (%q), %d bytes delivered", len(tr.data), tr.remote, s.complete, s.reason, len(s.data))
+		}
+	}
+	st := c.Stats()
+	t.Logf("in %v, stats: %+v", time.Since(start).Round(time.Millisecond), st)
+	if st.Held == 0 {
+		t.Fatalf("the ring never filled: this test proves nothing")
+	}
+	if st.Drops != 0 || st.Incomplete != 0 {
+		t.Errorf("the tap lost data: %+v", st)
+	}
+	if taps, err := TapPrograms(int(n.a.Fd())); err != nil || taps == 0 {
+		t.Errorf("taps attached while the capture runs: %d, %v", taps, err)
+	}
+	c.Close()
+	if taps, err := TapPrograms(int(n.a.Fd())); err != nil || taps != 0 {
+		t.Errorf("taps attached after Close: %d, %v", taps, err)
+	}
+}
+
+// TestProbeTap runs doctor's probe, which must leave nothing attached where it ran.
+func TestProbeTap(t *testing.T) {
+	privileged(t)
+	if err := ProbeTap(); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Open("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	if taps, err := TapPrograms(int(self.Fd())); err != nil || taps != 0 {
+		t.Errorf("taps attached in the test's own namespace after the probe: %d, %v", taps, err)
+	}
+}
+
+// TestTapBadRing: a ring the tap cannot use is refused before anything is loaded.
+func TestTapBadRing(t *testing.T) {
+	privileged(t)
+	_, err := Start(Options{Tap: true, NetnsFD: -1, Open: func(netip.AddrPort, netip.AddrPort) (Sink, error) { return nil, nil },
+		ringBlocks: 3, ringBlockSize: 256 << 10})
+	if err == nil || !strings.Contains(err.Error(), "want a power of two") {
+		t.Errorf("Start with a 768 KiB ring: %v", err)
+	}
+}
+
 // TestCaptureNetworkLoss drops packets between client and server (a router namespace that
 // drops 1 in 30 forwarded packets to the server). TCP retransmits them; the capture must wait
 // for the retransmissions and deliver every stream whole.
-func TestCaptureNetworkLoss(t *testing.T) {
+func TestCaptureNetworkLoss(t *testing.T) { testNetworkLoss(t, Options{}) }
+
+// TestTapNetworkLoss is TestCaptureNetworkLoss with the eBPF tap.
+func TestTapNetworkLoss(t *testing.T) { testNetworkLoss(t, Options{Tap: true}) }
+
+func testNetworkLoss(t *testing.T, opt Options) {
 	privileged(t)
 	n := newTestNet(t, true)
 	port := n.server()
@@ -564,7 +643,7 @@ func TestCaptureNetworkLoss(t *testing.T) {
 	nft("add", "chain", "inet", "loss", "fw", "{ type filter hook forward priority 0; }")
 	nft("add", "rule", "inet", "loss", "fw", "tcp", "dport", fmt.Sprint(port), "numgen", "random", "mod", "30", "==", "0", "counter", "drop")
 	var col collector
-	c := n.start(&col, Options{})
+	c := n.start(&col, opt)
 	if err := c.SetPorts([]uint16{port}); err != nil {
 		t.Fatal(err)
 	}
@@ -588,7 +667,12 @@ func TestCaptureNetworkLoss(t *testing.T) {
 // TestCaptureLoopback checks what the packet socket sees on lo, where every packet passes the
 // taps twice: sent (PACKET_OUTGOING) and received (PACKET_HOST). The capture must take each
 // packet once and deliver the stream.
-func TestCaptureLoopback(t *testing.T) {
+func TestCaptureLoopback(t *testing.T) { testLoopback(t, Options{}) }
+
+// TestTapLoopback is TestCaptureLoopback with the eBPF tap.
+func TestTapLoopback(t *testing.T) { testLoopback(t, Options{Tap: true}) }
+
+func testLoopback(t *testing.T, opt Options) {
 	privileged(t)
 	n := newTestNet(t, false)
 	port := n.server()
@@ -609,7 +693,7 @@ func TestCaptureLoopback(t *testing.T) {
 				t.Fatal(err)
 			}
 			var col collector
-			c := n.start(&col, Options{})
+			c := n.start(&col, opt)
 			if err := c.SetPorts([]uint16{port}); err != nil {
 				t.Fatal(err)
 			}
@@ -770,7 +854,12 @@ func TestCaptureThroughput(t *testing.T) {
 
 // TestCaptureManyConnections makes many short connections, one small request each, as a load
 // generator does with a new connection per request, and checks every one.
-func TestCaptureManyConnections(t *testing.T) {
+func TestCaptureManyConnections(t *testing.T) { testManyConnections(t, Options{}) }
+
+// TestTapManyConnections is TestCaptureManyConnections with the eBPF tap.
+func TestTapManyConnections(t *testing.T) { testManyConnections(t, Options{Tap: true}) }
+
+func testManyConnections(t *testing.T, opt Options) {
 	privileged(t)
 	if testing.Short() {
 		t.Skip("-short")
@@ -778,7 +867,7 @@ func TestCaptureManyConnections(t *testing.T) {
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, Options{})
+	c := n.start(&col, opt)
 	if err := c.SetPorts([]uint16{port}); err != nil {
 		t.Fatal(err)
 	}

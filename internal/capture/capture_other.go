@@ -32,3 +32,11 @@ func (c *Capture) Close() {}
 func Probe() error {
 	return fmt.Errorf("packet sockets on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
 }
+
+// TapPrograms finds none: taps are Linux's.
+func TapPrograms(int) (int, error) { return 0, nil }
+
+// ProbeTap fails: the tap is Linux's.
+func ProbeTap() error {
+	return fmt.Errorf("eBPF tap on %s: %w", runtime.GOOS, intercept.ErrNotSupported)
+}

@@ -17,13 +17,14 @@ type flowKey struct {
 
 // counters back Stats; the capture goroutine writes them, Stats reads them from anywhere.
 type counters struct {
-	packets, drops, opened, completed, incomplete, missed, bytes, outOfOrder atomic.Uint64
+	packets, drops, held, opened, completed, incomplete, missed, bytes, outOfOrder atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Packets:    c.packets.Load(),
 		Drops:      c.drops.Load(),
+		Held:       c.held.Load(),
 		Opened:     c.opened.Load(),
 		Completed:  c.completed.Load(),
 		Incomplete: c.incomplete.Load(),

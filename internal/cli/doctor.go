@@ -42,6 +42,7 @@ func newDoctorCmd() *cobra.Command {
 			}{
 				{"nftables owned tables (incoming)", "5.12", "mirror and steal by redirect", incoming.ProbeOwnedTables},
 				{"AF_PACKET TPACKET_V3 (incoming)", "3.2", "mirror by passive capture", capture.Probe},
+				{"eBPF ring buffer, TCX links (incoming)", "6.6", "mirror by eBPF tap", capture.ProbeTap},
 				{"openat2 RESOLVE_IN_ROOT (files)", "5.6", "the target's files", probeOpenat2},
 			} {
 				status, detail := "ok", "probed"

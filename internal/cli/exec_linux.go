@@ -213,8 +213,11 @@ func incomingOptions(cfg *config.Config, run *programSpec) *session.IncomingOpti
 		TargetPort: in.TargetPort,
 		UID:        os.Geteuid(),
 	}
-	if in.Mirror == config.MirrorCapture {
+	switch in.Mirror {
+	case config.MirrorCapture:
 		opt.Mode = wire.ModeCapture
+	case config.MirrorTap:
+		opt.Mode = wire.ModeTap
 	}
 	if in.Steals() {
 		opt.Mode = wire.ModeSteal

@@ -201,9 +201,14 @@ func agentCapabilities(cfg *config.Config) []corev1.Capability {
 		}
 	}
 	if in := cfg.Incoming; in.IsEnabled() {
-		if in.Mirror == config.MirrorCapture && !in.Steals() {
+		switch {
+		case in.Steals():
+			caps = append(caps, "NET_ADMIN")
+		case in.Mirror == config.MirrorCapture:
 			caps = append(caps, "NET_RAW")
-		} else {
+		case in.Mirror == config.MirrorTap:
+			caps = append(caps, "BPF", "NET_ADMIN")
+		default:
 			caps = append(caps, "NET_ADMIN")
 		}
 	}

@@ -31,6 +31,12 @@ func TestAgentCapabilities(t *testing.T) {
 			want: []corev1.Capability{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"}},
 		{name: "capture", edit: func(c *config.Config) { c.Incoming.Mirror = config.MirrorCapture },
 			want: []corev1.Capability{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_RAW"}},
+		{name: "tap", edit: func(c *config.Config) { c.Incoming.Mirror = config.MirrorTap },
+			want: []corev1.Capability{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "BPF", "NET_ADMIN"}},
+		{name: "ephemeral tap", edit: func(c *config.Config) { c.Agent.Ephemeral, c.Incoming.Mirror = true, config.MirrorTap },
+			want: []corev1.Capability{"BPF", "NET_ADMIN"}},
+		{name: "steal with tap", edit: func(c *config.Config) { c.Incoming.Mode, c.Incoming.Mirror = config.ModeSteal, config.MirrorTap },
+			want: []corev1.Capability{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"}},
 		{name: "steal", edit: func(c *config.Config) { c.Incoming.Mode = config.ModeSteal },
 			want: []corev1.Capability{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"}},
 		{

@@ -308,6 +308,11 @@ func TestCheck(t *testing.T) {
 			want: []Problem{{File: "f", Line: 1, Column: 33, Msg: `incoming.mirror: "capture" only copies connections and cannot steal them: set incoming.mode to mirror or incoming.mirror to redirect`}},
 		},
 		{
+			name: "tap cannot steal",
+			in:   "incoming: {mode: steal, mirror: tap}\n",
+			want: []Problem{{File: "f", Line: 1, Column: 33, Msg: `incoming.mirror: "tap" only copies connections and cannot steal them: set incoming.mode to mirror or incoming.mirror to redirect`}},
+		},
+		{
 			name: "mode of the wrong type silences the checks that read it",
 			in:   "incoming: {mode: [steal], http: {path: x}}\n",
 			want: []Problem{{File: "f", Line: 1, Column: 18, Msg: `incoming.mode: want a string, got a list`}},

@@ -149,9 +149,12 @@ type Incoming struct {
 	// Mirror is how mirror mode copies connections: "redirect" passes them through the agent
 	// with nftables rules in the target's network namespace; "capture" copies packets passively
 	// with a packet socket, writes no rules and needs no NET_ADMIN, but delivers a stream that
-	// lost segments marked incomplete. Capture cannot steal, so it needs mode mirror. Default
-	// redirect; the flag --mirror-capture sets capture.
-	Mirror string `json:"mirror,omitempty" yaml:"mirror,omitempty" jsonschema:"enum=redirect,enum=capture,default=redirect"`
+	// lost segments marked incomplete; "tap" copies packets with an eBPF program at the
+	// target's interfaces, outside the connections' path, and drops a packet it cannot copy so
+	// that the client sends it again: no copy is lost (Linux 6.6, CAP_BPF and NET_ADMIN).
+	// Capture and tap cannot steal, so they need mode mirror. Default redirect; the flags
+	// --mirror-capture and --mirror-tap set capture and tap.
+	Mirror string `json:"mirror,omitempty" yaml:"mirror,omitempty" jsonschema:"enum=redirect,enum=capture,enum=tap,default=redirect"`
 	// Ports chooses which of the target's ports each port the program listens on receives.
 	Ports IncomingPorts `json:"ports" yaml:"ports"`
 	// HTTP steals only the HTTP requests it matches and leaves the others to the target's own
@@ -325,6 +328,7 @@ const (
 const (
 	MirrorRedirect = "redirect" // nftables rules send the connections through the agent
 	MirrorCapture  = "capture"  // a packet socket copies the packets passively
+	MirrorTap      = "tap"      // an eBPF program copies the packets, and drops those it cannot copy
 )
 
 // Values of Files.Mode.
@@ -338,7 +342,7 @@ const (
 // Incoming.Mirror and Files.Mode accept, the default first.
 var (
 	IncomingModes = []string{ModeMirror, ModeSteal}
-	MirrorMethods = []string{MirrorRedirect, MirrorCapture}
+	MirrorMethods = []string{MirrorRedirect, MirrorCapture, MirrorTap}
 	FilesModes    = []string{FilesModeRead, FilesModeWrite, FilesModeLocal}
 )
 
@@ -370,6 +374,10 @@ func (in Incoming) IsEnabled() bool { return in.Enabled == nil || *in.Enabled }
 
 // Steals reports whether the program serves the target's connections rather than copies of them.
 func (in Incoming) Steals() bool { return in.Mode == ModeSteal }
+
+// CopiesOnly reports whether the mirror method copies packets beside the connections (capture,
+// tap) rather than passing them through the agent, and so cannot steal.
+func (in Incoming) CopiesOnly() bool { return in.Mirror == MirrorCapture || in.Mirror == MirrorTap }
 
 // IsSet reports whether h filters anything: any header, a path or any method.
 func (h HTTPFilter) IsSet() bool { return len(h.Headers) > 0 || h.Path != "" || len(h.Methods) > 0 }

@@ -22,6 +22,7 @@ type Flags struct {
 	noIncoming  bool
 	steal       bool
 	capture     bool
+	tap         bool
 	portMap     []string
 	ignorePorts []string
 	httpHeaders []string
@@ -69,6 +70,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.BoolVar(&f.noIncoming, "no-incoming", false, "receive none of the target's incoming traffic: the program's listening ports stay on this machine (config: incoming.enabled: false)")
 	fs.BoolVar(&f.steal, "steal", false, "serve the target's incoming connections instead of copies of them; the target's own service no longer gets them (config: incoming.mode: steal)")
 	fs.BoolVar(&f.capture, "mirror-capture", false, "mirror by passive packet capture: no rules written, no NET_ADMIN, but a stream that lost segments arrives marked incomplete (config: incoming.mirror: capture)")
+	fs.BoolVar(&f.tap, "mirror-tap", false, "mirror with an eBPF tap at the target's interfaces: the agent is not in the connections' path, and a packet it cannot copy is dropped for the client to send again, so no copy is lost; needs Linux 6.6, CAP_BPF and NET_ADMIN (config: incoming.mirror: tap)")
 	fs.StringSliceVar(&f.portMap, "port-map", nil, `when the program listens on LOCAL, give it the target's port TARGET, e.g. "8080:80"; repeatable (config: incoming.ports.map)`)
 	fs.StringSliceVar(&f.ignorePorts, "ignore-port", nil, `keep the program's listens on this port or range on this machine, e.g. "9090" or "9000-9100"; repeatable (config: incoming.ports.ignore)`)
 	fs.StringArrayVar(&f.httpHeaders, "http-header", nil, `with --steal, take only requests with a header matching "Name: regex", e.g. "X-Debug-User: alice"; repeatable, all must match (config: incoming.http.headers)`)
@@ -256,20 +258,26 @@ func (f *Flags) applyIncoming(c *Config) []error {
 			in.Mode = ModeSteal
 		}
 	}
-	if changed("mirror-capture") {
+	if changed("mirror-capture") || changed("mirror-tap") {
 		in.Mirror = MirrorRedirect
-		if f.capture {
+		switch {
+		case f.capture && f.tap:
+			errs = append(errs, errors.New("--mirror-capture and --mirror-tap: a session mirrors one way; give one of the two"))
+		case f.capture:
 			in.Mirror = MirrorCapture
+		case f.tap:
+			in.Mirror = MirrorTap
 		}
 	}
-	if in.Mode == ModeSteal && in.Mirror == MirrorCapture {
+	if in.Mode == ModeSteal && in.CopiesOnly() {
+		flag := "--mirror-" + in.Mirror
 		switch {
-		case f.steal && f.capture:
-			errs = append(errs, errors.New("--steal and --mirror-capture: a passive capture only copies connections and cannot steal them; give one of the two"))
+		case f.steal && (f.capture || f.tap):
+			errs = append(errs, fmt.Errorf("--steal and %s: the %s only copies connections and cannot steal them; give one of the two", flag, in.Mirror))
 		case f.steal:
-			errs = append(errs, errors.New("--steal: incoming.mirror is capture in the configuration file, which only copies connections; set it to redirect, or drop --steal"))
-		case f.capture:
-			errs = append(errs, errors.New("--mirror-capture: incoming.mode is steal in the configuration file, and a passive capture cannot steal; set it to mirror, or drop --mirror-capture"))
+			errs = append(errs, fmt.Errorf("--steal: incoming.mirror is %s in the configuration file, which only copies connections; set it to redirect, or drop --steal", in.Mirror))
+		case f.capture || f.tap:
+			errs = append(errs, fmt.Errorf("%s: incoming.mode is steal in the configuration file, and the %s cannot steal; set it to mirror, or drop %s", flag, in.Mirror, flag))
 		}
 	}
 

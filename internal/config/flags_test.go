@@ -94,6 +94,17 @@ func TestFlagsApply(t *testing.T) {
 			want: func(c *Config) { c.Incoming.Mirror = MirrorCapture },
 		},
 		{
+			name: "mirror by tap",
+			args: []string{"--mirror-tap"},
+			want: func(c *Config) { c.Incoming.Mirror = MirrorTap },
+		},
+		{
+			name: "tap set to false over a file's tap",
+			file: func() *Config { c := Default(); c.Incoming.Mirror = MirrorTap; return c }(),
+			args: []string{"--mirror-tap=false"},
+			want: func(c *Config) { c.Incoming.Mirror = MirrorRedirect },
+		},
+		{
 			name: "steal and capture set to false",
 			file: func() *Config {
 				c := Default()
@@ -330,7 +341,14 @@ func TestFlagsApplyErrors(t *testing.T) {
 		{args: []string{"--env", "NOEQUALS"}, want: `--env "NOEQUALS": want KEY=VALUE`},
 		{args: []string{"--env", "=v"}, want: `--env "=v": empty variable name`},
 		{args: []string{"--env-include", "A["}, want: `--env-include "A[": invalid variable name pattern`},
-		{args: []string{"--steal", "--mirror-capture"}, want: "--steal and --mirror-capture: a passive capture only copies connections and cannot steal them; give one of the two"},
+		{args: []string{"--mirror-capture", "--mirror-tap"}, want: "--mirror-capture and --mirror-tap: a session mirrors one way; give one of the two"},
+		{args: []string{"--steal", "--mirror-tap"}, want: "--steal and --mirror-tap: the tap only copies connections and cannot steal them; give one of the two"},
+		{
+			args: []string{"--mirror-tap"},
+			file: func() *Config { c := Default(); c.Incoming.Mode = ModeSteal; return c }(),
+			want: "--mirror-tap: incoming.mode is steal in the configuration file, and the tap cannot steal; set it to mirror, or drop --mirror-tap",
+		},
+		{args: []string{"--steal", "--mirror-capture"}, want: "--steal and --mirror-capture: the capture only copies connections and cannot steal them; give one of the two"},
 		{
 			args: []string{"--steal"},
 			file: func() *Config { c := Default(); c.Incoming.Mirror = MirrorCapture; return c }(),
@@ -339,7 +357,7 @@ func TestFlagsApplyErrors(t *testing.T) {
 		{
 			args: []string{"--mirror-capture"},
 			file: func() *Config { c := Default(); c.Incoming.Mode = ModeSteal; return c }(),
-			want: "--mirror-capture: incoming.mode is steal in the configuration file, and a passive capture cannot steal; set it to mirror, or drop --mirror-capture",
+			want: "--mirror-capture: incoming.mode is steal in the configuration file, and the capture cannot steal; set it to mirror, or drop --mirror-capture",
 		},
 		{args: []string{"--http-path", "^/api/"}, want: "--http-path: an HTTP filter picks the requests to steal, and incoming traffic is mirrored; add --steal (or incoming.mode: steal in the configuration file)"},
 		{args: []string{"--http-method", "GET", "--http-header", "A: b"}, want: "--http-header, --http-method: an HTTP filter picks the requests to steal"},

@@ -96,7 +96,7 @@ func checkMode(s string) error {
 
 func checkMirror(s string) error {
 	if !slices.Contains(MirrorMethods, s) {
-		return fmt.Errorf("unknown mirror method %q: want %s or %s", s, MirrorRedirect, MirrorCapture)
+		return fmt.Errorf("unknown mirror method %q: want %s, %s or %s", s, MirrorRedirect, MirrorCapture, MirrorTap)
 	}
 	return nil
 }
@@ -104,7 +104,6 @@ func checkMirror(s string) error {
 // Errors for settings that contradict each other. Validate reports them in
 // the file's terms; Apply names the flags instead when flags caused them.
 var (
-	errCaptureSteal = errors.New(`"capture" only copies connections and cannot steal them: set incoming.mode to mirror or incoming.mirror to redirect`)
 	errFilterMirror = errors.New("an HTTP filter picks the requests to steal, and incoming.mode is mirror: add incoming.mode: steal (or the flag --steal)")
 )
 
@@ -118,8 +117,8 @@ func (in Incoming) validate() []fieldError {
 	}
 	add("incoming.mode", checkMode(in.Mode))
 	add("incoming.mirror", checkMirror(in.Mirror))
-	if in.Mode == ModeSteal && in.Mirror == MirrorCapture {
-		add("incoming.mirror", errCaptureSteal, "incoming.mode")
+	if in.Mode == ModeSteal && in.CopiesOnly() {
+		add("incoming.mirror", fmt.Errorf("%q only copies connections and cannot steal them: set incoming.mode to mirror or incoming.mirror to redirect", in.Mirror), "incoming.mode")
 	}
 	clashes := checkPortMap(in.Ports.Map)
 	for i, s := range in.Ports.Map {

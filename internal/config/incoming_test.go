@@ -99,7 +99,7 @@ func TestValidateIncoming(t *testing.T) {
 			in:   Incoming{Mode: "Steal", Mirror: "copy", HTTP: HTTPFilter{Path: "x"}},
 			want: []string{
 				`incoming.mode: unknown mode "Steal": want mirror or steal`,
-				`incoming.mirror: unknown mirror method "copy": want redirect or capture`,
+				`incoming.mirror: unknown mirror method "copy": want redirect, capture or tap`,
 			},
 		},
 		{

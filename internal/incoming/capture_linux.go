@@ -7,12 +7,14 @@ import (
 	"sync"
 
 	"doppel.dev/doppel/internal/capture"
+	"doppel.dev/doppel/internal/wire"
 )
 
-// Passive capture (wire.ModeCapture): no rules and no proxy; a packet socket in the target's
-// network namespace sees the clients' segments, and the reassembled connections of a port go
-// to the client as one feed of frames on the subscription's own stream. The engine starts the
-// capture with its first capture subscription and stops it at Close.
+// Passive capture (wire.ModeCapture) and tap (wire.ModeTap): no rules and no proxy; a packet
+// socket, or an eBPF program at the interfaces' ingress, in the target's network namespace sees
+// the clients' segments, and the reassembled connections of a port go to the client as one feed
+// of frames on the subscription's own stream. The engine starts the capture with its first
+// such subscription, which chooses between the two for the engine's life, and stops it at Close.
 
 // subscribeCapture adds sub's port to the capture. e.mu is held.
 func (e *Engine) subscribeCapture(s *subscription, w io.Writer) (unsubscribe func(), err error) {
@@ -26,11 +28,17 @@ func (e *Engine) subscribeCapture(s *subscription, w io.Writer) (unsubscribe fun
 			InNetns: e.opt.InNetns,
 			Logger:  e.log,
 			Open:    e.openCaptured,
+			Tap:     s.sub.Mode == wire.ModeTap,
 		})
 		if err != nil {
+			if s.sub.Mode == wire.ModeTap {
+				return nil, fmt.Errorf("tap: %w", err)
+			}
 			return nil, fmt.Errorf("passive capture: %w", err)
 		}
-		e.capture = c
+		e.capture, e.captureMode = c, s.sub.Mode
+	} else if s.sub.Mode != e.captureMode {
+		return nil, fmt.Errorf("port %d: this session copies with %s, and %s was asked", port, e.captureMode, s.sub.Mode)
 	}
 	s.feed = newFeed(w, feedLimit)
 	e.captured[port] = s
@@ -39,7 +47,7 @@ func (e *Engine) subscribeCapture(s *subscription, w io.Writer) (unsubscribe fun
 		s.feed.close()
 		return nil, fmt.Errorf("passive capture of port %d: %w", port, err)
 	}
-	e.log.Info("capturing", "port", port)
+	e.log.Info("capturing", "port", port, "with", e.captureMode)
 	var once sync.Once
 	return func() {
 		once.Do(func() {

@@ -37,12 +37,13 @@ type Engine struct {
 	conns  sync.WaitGroup
 	peers  net.Listener // answers later sessions who is behind the connections passed on
 
-	forwards forwards
-	relays   map[*relayed]struct{}            // connections relayed to the next hop, for a handover
-	routed   map[*httproute.Handover]struct{} // HTTP connections a filter routes, for a handover
-	adopter  *adopter                         // the agent that takes them over at Close, if any
-	capture  *capture.Capture                 // passive capture, from the first capture subscription
-	captured map[uint16]*subscription         // by port
+	forwards    forwards
+	relays      map[*relayed]struct{}            // connections relayed to the next hop, for a handover
+	routed      map[*httproute.Handover]struct{} // HTTP connections a filter routes, for a handover
+	adopter     *adopter                         // the agent that takes them over at Close, if any
+	capture     *capture.Capture                 // passive capture or tap, from the first such subscription
+	captureMode wire.Mode                        // ModeCapture or ModeTap: what capture is
+	captured    map[uint16]*subscription         // by port
 }
 
 type subscription struct {
@@ -87,7 +88,7 @@ func (e *ConflictError) Error() string {
 }
 
 // Subscribe starts redirecting sub.Port to the agent. Connections to it go to deliver until
-// unsubscribe is called; with wire.ModeCapture their copies go to feed instead, as the capture
+// unsubscribe is called; with wire.ModeCapture or ModeTap their copies go to feed instead, as the capture
 // feed's frames. Every subscription of one Engine must have the same mode and filter.
 func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver, feed io.Writer) (unsubscribe func(), err error) {
 	s := &subscription{sub: sub, deliver: deliver}
@@ -103,7 +104,7 @@ func (e *Engine) Subscribe(sub wire.Subscription, deliver Deliver, feed io.Write
 	if e.closed {
 		return nil, net.ErrClosed
 	}
-	if sub.Mode == wire.ModeCapture {
+	if sub.Mode.Copies() {
 		if _, dup := e.captured[sub.Port]; dup {
 			return nil, fmt.Errorf("port %d is already captured in this session", sub.Port)
 		}
@@ -272,8 +273,8 @@ func (e *Engine) Close() {
 	if c != nil {
 		c.Close()
 		st := c.Stats()
-		e.log.Info("capture stopped", "packets", st.Packets, "dropped by the kernel", st.Drops,
-			"connections", st.Opened, "complete", st.Completed, "incomplete", st.Incomplete, "missed", st.Missed)
+		e.log.Info("capture stopped", "with", e.captureMode, "packets", st.Packets, "dropped by the kernel", st.Drops,
+			"held back for the clients to send again", st.Held, "connections", st.Opened, "complete", st.Completed, "incomplete", st.Incomplete, "missed", st.Missed)
 	}
 	if rank != 0 {
 		e.handOver(rank)

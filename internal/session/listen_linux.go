@@ -220,7 +220,7 @@ func (r *Redirector) subscribe(target uint16, local netip.AddrPort) {
 	r.mu.Lock()
 	s.closer = st
 	r.mu.Unlock()
-	if in.Mode == wire.ModeMirror || in.Mode == wire.ModeCapture {
+	if in.Mode == wire.ModeMirror || in.Mode.Copies() {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()

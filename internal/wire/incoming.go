@@ -22,6 +22,10 @@ const (
 	// without rules in the target's network and without being in the connection's path; all
 	// the copies come on the subscription stream, as a feed of frames (ReadFeedFrame).
 	ModeCapture Mode = 3
+	// ModeTap: like ModeCapture, but the copies come from an eBPF program at the ingress of the
+	// target's interfaces, which drops a packet it cannot copy (the client sends it again), so
+	// that no copy is lost.
+	ModeTap Mode = 4
 )
 
 func (m Mode) String() string {
@@ -32,11 +36,17 @@ func (m Mode) String() string {
 		return "steal"
 	case ModeCapture:
 		return "capture"
+	case ModeTap:
+		return "tap"
 	}
 	return fmt.Sprintf("mode(%d)", uint8(m))
 }
 
-func (m Mode) valid() bool { return m == ModeMirror || m == ModeSteal || m == ModeCapture }
+func (m Mode) valid() bool { return m >= ModeMirror && m <= ModeTap }
+
+// Copies reports whether the mode's copies come in one feed from a capture of packets
+// (ModeCapture, ModeTap) rather than from connections the agent relays.
+func (m Mode) Copies() bool { return m == ModeCapture || m == ModeTap }
 
 // Subscription asks the agent for the incoming connections to one port of the target.
 type Subscription struct {

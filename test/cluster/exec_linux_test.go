@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"doppel.dev/doppel/internal/agent"
+	"doppel.dev/doppel/internal/capture"
 	"doppel.dev/doppel/internal/image"
 	"doppel.dev/doppel/internal/incoming"
 	"doppel.dev/doppel/internal/kube"
@@ -225,10 +226,37 @@ func (s *shop) checkNothingLeft(t *testing.T) {
 	if sessions := s.nginxSessions(t); len(sessions) > 0 {
 		t.Errorf("doppel tables left in the nginx pod: %+v", sessions)
 	}
+	if taps := s.nginxTaps(t); taps > 0 {
+		t.Errorf("%d doppel taps left on the nginx pod's interfaces", taps)
+	}
 }
 
 // nginxSessions reads the doppel tables in the nginx pod's network namespace over netlink.
 func (s *shop) nginxSessions(t *testing.T) []incoming.Session {
+	t.Helper()
+	fd := s.nginxNetns(t)
+	defer unix.Close(fd)
+	got, err := incoming.ListSessions(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// nginxTaps counts the doppel taps attached to the nginx pod's interfaces.
+func (s *shop) nginxTaps(t *testing.T) int {
+	t.Helper()
+	fd := s.nginxNetns(t)
+	defer unix.Close(fd)
+	n, err := capture.TapPrograms(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// nginxNetns opens the nginx pod's network namespace.
+func (s *shop) nginxNetns(t *testing.T) int {
 	t.Helper()
 	id := kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app=nginx", "-o", "jsonpath={.items[0].status.containerStatuses[0].containerID}")
 	_, id, _ = strings.Cut(id, "://")
@@ -240,12 +268,7 @@ func (s *shop) nginxSessions(t *testing.T) []incoming.Session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fd)
-	got, err := incoming.ListSessions(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return fd
 }
 
 // Outgoing traffic, DNS, environment and files come from the pod: a shell program in the
@@ -644,13 +667,23 @@ func TestLsInCluster(t *testing.T) {
 // Passive capture on a pod: the agent holds NET_RAW instead of NET_ADMIN, writes no rules, and
 // the program still gets each request with the client pod's address.
 func TestExecIncomingCapture(t *testing.T) {
+	testExecIncomingCopies(t, "--mirror-capture", []string{"NET_RAW"}, []string{"NET_ADMIN"})
+}
+
+// The eBPF tap on a pod: the agent holds BPF and NET_ADMIN, writes no rules, and its tap is gone
+// from the pod's interfaces when the session ends.
+func TestExecIncomingTap(t *testing.T) {
+	testExecIncomingCopies(t, "--mirror-tap", []string{"BPF", "NET_ADMIN"}, []string{"NET_RAW"})
+}
+
+func testExecIncomingCopies(t *testing.T, flag string, caps, notCaps []string) {
 	s := newShop(t)
 	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
 	clientIP := s.startClient(t, "client", "http://nginx/captured")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := s.exec(ctx, []string{"--mirror-capture"}, prog, "-n", "3")
+	cmd := s.exec(ctx, []string{flag}, prog, "-n", "3")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -668,17 +701,27 @@ func TestExecIncomingCapture(t *testing.T) {
 		if strings.HasPrefix(sc.Text(), "request ") && !checked {
 			checked = true
 			if got := s.nginxSessions(t); len(got) != 0 {
-				t.Errorf("passive capture wrote tables in the pod: %+v", got)
+				t.Errorf("%s wrote tables in the pod: %+v", flag, got)
 			}
-			caps := kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app.kubernetes.io/managed-by=doppel", "-o",
+			if taps := s.nginxTaps(t); (flag == "--mirror-tap") != (taps > 0) {
+				t.Errorf("%s: %d taps attached in the pod", flag, taps)
+			}
+			got := kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app.kubernetes.io/managed-by=doppel", "-o",
 				"jsonpath={.items[0].spec.containers[0].securityContext.capabilities.add}")
-			if strings.Contains(caps, "NET_ADMIN") || !strings.Contains(caps, "NET_RAW") {
-				t.Errorf("capture agent's capabilities %s: want NET_RAW and no NET_ADMIN", caps)
+			for _, c := range caps {
+				if !strings.Contains(got, `"`+c+`"`) {
+					t.Errorf("%s: the agent's capabilities %s lack %s", flag, got, c)
+				}
+			}
+			for _, c := range notCaps {
+				if strings.Contains(got, `"`+c+`"`) {
+					t.Errorf("%s: the agent's capabilities %s include %s", flag, got, c)
+				}
 			}
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("doppel exec --mirror-capture: %v\n%s%s", err, out.String(), stderr.String())
+		t.Fatalf("doppel exec %s: %v\n%s%s", flag, err, out.String(), stderr.String())
 	}
 	if !strings.Contains(out.String(), "request GET /captured from "+clientIP+":") {
 		t.Errorf("the program did not log the client pod %s:\n%s%s", clientIP, out.String(), stderr.String())

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"doppel.dev/doppel/internal/capture"
 	"doppel.dev/doppel/internal/incoming"
 	"doppel.dev/doppel/internal/testenv"
 )
@@ -371,36 +372,61 @@ func TestIncomingAgentKilledRulesGone(t *testing.T) {
 	if len(podSessions(t, tp)) != 1 {
 		t.Fatalf("no session table while the session runs")
 	}
-	var agentPID int
-	procs, err := testenv.Descendants(s.cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range procs {
-		if strings.Contains(p.Cmdline, " agent") {
-			agentPID = p.PID
-		}
-	}
-	if agentPID == 0 {
-		t.Fatalf("no agent below doppel: %v", procs)
-	}
-	if err := syscall.Kill(agentPID, syscall.SIGKILL); err != nil {
+	killAgent(t, tp, s, "doppel tables", func() int { return len(podSessions(t, tp)) })
+}
+
+// killAgent kills the session's agent with SIGKILL, and checks that left (what it had made in
+// the pod) is zero within a second, that the pod's clients get nginx, and that doppel fails.
+func killAgent(t *testing.T, tp *testenv.Topology, s *session, what string, left func() int) {
+	t.Helper()
+	if err := syscall.Kill(agentOf(t, s), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	for len(podSessions(t, tp)) != 0 {
+	for n := left(); n != 0; n = left() {
 		if time.Since(killed) > time.Second {
-			t.Fatalf("doppel tables still in the pod 1s after the agent was killed: %+v", podSessions(t, tp))
+			t.Fatalf("%d %s still in the pod 1s after the agent was killed", n, what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("rules gone %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	t.Logf("%s gone %v after SIGKILL", what, time.Since(killed).Round(time.Millisecond))
 	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/after"); body != testenv.PodNginxBody {
 		t.Errorf("after the agent was killed the client got %q, want nginx's answer", body)
 	}
 	if r := s.wait(t); r.exitCode == 0 {
 		t.Errorf("doppel exec after its agent was killed: want a failure, got %s", r)
 	}
+}
+
+// agentOf returns the pid of the agent below a session's doppel exec.
+func agentOf(t *testing.T, s *session) int {
+	t.Helper()
+	procs, err := testenv.Descendants(s.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		if strings.Contains(p.Cmdline, " agent") {
+			return p.PID
+		}
+	}
+	t.Fatalf("no agent below doppel: %v", procs)
+	return 0
+}
+
+// SIGKILL of the agent of a tap session: the kernel detaches the tap with the agent's last
+// descriptor of it, and the pod's clients are served as before.
+func TestIncomingAgentKilledTapGone(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	s := startSession(t, tp, doppel, []string{"--mirror-tap"}, prog, "-name", "")
+	if body := curlFromClient(t, tp, "http://"+testenv.PodIP+"/before"); body != testenv.PodNginxBody {
+		t.Errorf("the client got %q, want nginx's answer", body)
+	}
+	if podTaps(t, tp) == 0 {
+		t.Fatalf("no tap attached while the session runs")
+	}
+	killAgent(t, tp, s, "taps", func() int { return podTaps(t, tp) })
 }
 
 // Steal with a header filter over HTTP/2 without TLS (h2c): two requests on one connection,
@@ -462,13 +488,22 @@ func TestIncomingFilteredHTTP2(t *testing.T) {
 
 // Passive capture: the program gets a copy of every request without rules in the pod (no
 // table, no agent in the connections' path), and the clients get nginx's answers.
-func TestIncomingMirrorCapture(t *testing.T) {
+func TestIncomingMirrorCapture(t *testing.T) { testIncomingCopies(t, "--mirror-capture") }
+
+// The eBPF tap: the same, with the tap's programs attached in the pod while the session runs
+// and gone after it.
+func TestIncomingMirrorTap(t *testing.T) { testIncomingCopies(t, "--mirror-tap") }
+
+func testIncomingCopies(t *testing.T, flag string) {
 	tp, doppel := setup(t)
 	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
 	const n = 4
-	s := startSession(t, tp, doppel, []string{"--mirror-capture"}, prog, "-name", "", "-n", fmt.Sprint(n))
+	s := startSession(t, tp, doppel, []string{flag}, prog, "-name", "", "-n", fmt.Sprint(n))
 	if got := podSessions(t, tp); len(got) != 0 {
-		t.Errorf("passive capture wrote tables in the pod: %+v", got)
+		t.Errorf("%s wrote tables in the pod: %+v", flag, got)
+	}
+	if taps := podTaps(t, tp); (flag == "--mirror-tap") != (taps > 0) {
+		t.Errorf("%s: %d taps attached in the pod", flag, taps)
 	}
 	for i := range n {
 		if body := curlFromClient(t, tp, fmt.Sprintf("http://%s/captured-%d", testenv.PodIP, i)); body != testenv.PodNginxBody {
@@ -494,6 +529,24 @@ func TestIncomingMirrorCapture(t *testing.T) {
 			t.Errorf("nginx saw %s from %v, want the client %s", q.URI, q.Remote, testenv.ClientIP)
 		}
 	}
+	if taps := podTaps(t, tp); taps != 0 {
+		t.Errorf("%d taps left attached in the pod after the session", taps)
+	}
+}
+
+// podTaps counts the doppel taps attached to the pod's interfaces.
+func podTaps(t *testing.T, tp *testenv.Topology) int {
+	t.Helper()
+	fd, err := unix.Open("/run/netns/"+tp.PodNetNS(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	n, err := capture.TapPrograms(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // Port mapping: the program listens on local port 8080 and receives the pod's port 80.
