@@ -229,19 +229,51 @@ func (a *agent) handle(ctx context.Context, s *yamux.Session, st net.Conn) {
 	}
 }
 
+// incomingAnswerTimeout bounds the wait for the client's answer to an incoming stream (it
+// dials the program's listener first, within 10 s).
+const incomingAnswerTimeout = 15 * time.Second
+
+// errIncomingRefused: the client could not give the connection to its program.
+var errIncomingRefused = errors.New("the client's program did not take the connection")
+
+// openIncoming opens a stream for one incoming connection and returns it once the client says
+// that its program took the connection. Otherwise (refused, the stream closed, no answer in
+// time, ctx done) it returns an error, and the caller gives the connection to the target's own
+// service: nothing of it was sent yet.
+func openIncoming(ctx context.Context, s *yamux.Session, in wire.Incoming) (net.Conn, error) {
+	c, err := s.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	if err := wire.WriteRequest(c, wire.Request{Kind: wire.KindIncoming, Incoming: in}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(incomingAnswerTimeout))
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) }) // (a yamux stream's Close does not end its Read)
+	var answer [1]byte
+	_, err = io.ReadFull(c, answer[:])
+	stopped := stop()
+	switch {
+	case err != nil:
+		c.Close()
+		return nil, fmt.Errorf("%w: %v", errIncomingRefused, err)
+	case answer[0] != wire.IncomingTaken:
+		c.Close()
+		return nil, errIncomingRefused
+	case !stopped:
+		c.Close()
+		return nil, ctx.Err()
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, nil
+}
+
 // subscribe redirects a port of the target to the agent for as long as the stream stays open;
 // each connection goes to the client on a stream the agent opens.
 func (a *agent) subscribe(s *yamux.Session, st net.Conn, sub wire.Subscription) {
 	deliver := func(ctx context.Context, in wire.Incoming) (net.Conn, error) {
-		c, err := s.OpenStream()
-		if err != nil {
-			return nil, err
-		}
-		if err := wire.WriteRequest(c, wire.Request{Kind: wire.KindIncoming, Incoming: in}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return openIncoming(ctx, s, in)
 	}
 	// The capture feed goes on this stream, after the OK reply.
 	fw := &feedWriter{st: st}

@@ -239,9 +239,14 @@ func (r *Redirector) deliver(in wire.Incoming, st net.Conn) {
 	}
 	c, done, err := r.connectProgram(in)
 	if err != nil {
+		// The agent gives the connection to the target's own service instead.
+		st.Write([]byte{wire.IncomingRefused})
 		return
 	}
 	defer done()
+	if _, err := st.Write([]byte{wire.IncomingTaken}); err != nil {
+		return
+	}
 	stop := context.AfterFunc(r.ctx, func() { c.Close(); st.Close() })
 	defer stop()
 	wire.Splice(c, st)

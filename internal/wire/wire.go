@@ -20,7 +20,13 @@ import (
 
 // Version is the protocol version this build speaks. A client and an agent of different
 // versions refuse each other during the handshake.
-const Version uint16 = 3
+const Version uint16 = 4
+
+// The client's answer to a KindIncoming stream.
+const (
+	IncomingRefused byte = 0
+	IncomingTaken   byte = 1
+)
 
 // Magic opens every handshake message, so that a peer speaking something else is recognised at
 // once instead of being read as a version and a secret.
@@ -135,10 +141,11 @@ const (
 	// KindSubscribe: body is a Subscription; after an OK reply the agent redirects the port to
 	// itself and stays subscribed until the client closes the stream.
 	KindSubscribe Kind = 5
-	// KindIncoming is opened by the agent, never by the client: body is an Incoming; the
-	// stream then carries the bytes of one connection to a subscribed port (mirror: only what
-	// the real client sent; steal: both ways). There is no reply: the client closes the
-	// stream to refuse it.
+	// KindIncoming is opened by the agent, never by the client: body is an Incoming. The
+	// client answers with one byte, IncomingTaken once the program's listener took the
+	// connection (the stream then carries its bytes both ways), or closes the stream (after
+	// IncomingRefused) when the program cannot take it, and the agent gives the connection, or
+	// the request, to the target's own service instead.
 	KindIncoming Kind = 6
 	// KindLookup: body is an absolute path inside the target's root; after an OK reply the
 	// stream carries a JSON Lookup (every name the path's resolution went through, and a

@@ -429,6 +429,56 @@ func TestIncomingAgentKilledTapGone(t *testing.T) {
 	killAgent(t, tp, s, "taps", func() int { return podTaps(t, tp) })
 }
 
+// pyServeOnce listens on :80, answers one request, closes its listener and stays a while: a
+// program that stopped listening while its session goes on.
+const pyServeOnce = `
+import socket, time
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 80))
+s.listen()
+print("listening on", s.getsockname()[1], flush=True)
+c, _ = s.accept()
+c.recv(65536)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nprogram\n")
+c.close()
+s.close()
+print("closed", flush=True)
+time.sleep(20)
+`
+
+// A stealing program that no longer listens: the connections (with a filter, the requests) it
+// would have got go to the pod's own service, not to nobody. The client refuses the agent's
+// stream when it cannot reach the program's listener, and the agent passes the connection on.
+func TestIncomingStealProgramGone(t *testing.T) {
+	tp, doppel := setup(t)
+	for _, flags := range [][]string{{"--steal"}, {"--steal", "--http-header", "X-Dev: alice"}} {
+		t.Run(strings.Join(flags, " "), func(t *testing.T) {
+			s := startSession(t, tp, doppel, flags, "/usr/bin/python3", "-c", pyServeOnce)
+			curl := func(path string) string {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				r := run(tp.InClient(ctx, "curl", "-sS", "--max-time", "5", "-H", "X-Dev: alice", "http://"+testenv.PodIP+path))
+				return r.stdout + r.stderr
+			}
+			if got := curl("/first"); got != "program\n" {
+				t.Fatalf("the first request got %q, want the program's answer", got)
+			}
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.output(), "closed"); {
+				if time.Now().After(deadline) {
+					t.Fatalf("the program did not close its listener: %s", s.output())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for i := range 3 {
+				if got := curl(fmt.Sprintf("/after-%d", i)); got != testenv.PodNginxBody {
+					t.Errorf("request %d after the program closed its listener got %q, want nginx's answer", i, got)
+				}
+			}
+		})
+	}
+}
+
 // Steal with a header filter over HTTP/2 without TLS (h2c): two requests on one connection,
 // concurrently, one for the program and one for the pod's own h2c server.
 func TestIncomingFilteredHTTP2(t *testing.T) {
