@@ -36,8 +36,8 @@ type Options struct {
 	InNetns func(fn func() error) error
 	Logger  *slog.Logger
 	// Open is called, from the capture goroutine, for each new connection to a captured port:
-	// when the client's first segment after its SYN (the ACK that completes the handshake, or
-	// data) is seen, so that connections the server refuses open nothing. remote is the
+	// when the client's first segment after its SYN is seen (its data, or its FIN or RST: bare
+	// ACKs are not captured), so that connections the server refuses open nothing. remote is the
 	// client's address, local the server's. It returns where the bytes go; an error or a nil
 	// Sink ignores the connection (it counts as Missed). Like a Sink, it must return at once.
 	Open func(remote, local netip.AddrPort) (Sink, error)

@@ -34,15 +34,15 @@
 //     or RST has been seen after all its data, when data is lost, when the port stops being
 //     captured, or at Close.
 //
-// What is captured: IPv4 and IPv6 TCP packets whose destination port is a captured port and
-// that the kernel marks PACKET_HOST, that is, packets this namespace receives. Only the
-// client-to-server direction is read. On the loopback interface every packet shows up twice,
-// once as it is sent (PACKET_OUTGOING) and once as it is received (PACKET_HOST); the filter
-// keeps only the second, so connections over lo (from a sidecar) are captured exactly once.
-// Packets the namespace sends (PACKET_OUTGOING) and packets for other hosts (PACKET_OTHERHOST,
-// seen in promiscuous mode) are never taken. The tap sees received packets only (ingress), on
-// interfaces with an Ethernet or loopback header or none; other link types are not tapped (a
-// warning names them).
+// What is captured: IPv4 and IPv6 TCP packets that carry data or SYN, FIN or RST, whose
+// destination port is a captured port and that the kernel marks PACKET_HOST, that is, packets
+// this namespace receives. Only the client-to-server direction is read. On the loopback interface
+// every packet shows up twice, once as it is sent (PACKET_OUTGOING) and once as it is received
+// (PACKET_HOST); the filter keeps only the second, so connections over lo (from a sidecar) are
+// captured exactly once. Packets the namespace sends (PACKET_OUTGOING) and packets for other
+// hosts (PACKET_OTHERHOST, seen in promiscuous mode) are never taken. The tap sees received
+// packets only (ingress), on interfaces with an Ethernet or loopback header or none; other link
+// types are not tapped (a warning names them).
 //
 // What a Sink gets: a connection is opened (Options.Open) when the client's first segment after
 // its SYN is seen, and delivered from the byte after the SYN. Out-of-order segments wait for
@@ -52,9 +52,11 @@
 // server got them, so the client never sends them again): Stats.Drops counts those. The tap
 // has no such gaps: a segment it cannot copy is dropped (Stats.Held) and comes again; it only
 // passes uncopied a segment larger than 64 KiB (BIG TCP), which Stats.Drops counts. A gap is
-// seen from any later segment of the client, including the bare ACKs it sends while it reads a
-// response; a connection whose last packets are all lost and whose client then stays silent
-// cannot be told from an idle one, and stays open until the client sends again or Close.
+// seen from any later segment of the client that is captured; bare ACKs (no data, no SYN, FIN
+// or RST) are not (the filter and the tap leave them out: they tell the reassembly nothing, and
+// they are two of a short connection's five packets), so a connection whose last data is lost
+// and whose client then only reads cannot be told from an idle one, and stays open until the
+// client sends again, ends (its FIN shows the gap), or Close.
 // Connections that were open before the capture started, or before their port was added, are
 // not delivered at all (their start is unknown): they only count in Stats.Missed.
 //

@@ -341,8 +341,8 @@ func (c *Capture) readTapCounts() {
 
 // tapProgram is the eBPF program (SCHED_CLS, for TCX ingress). For a TCP segment received by this
 // host (PACKET_HOST), over IPv4 without fragmentation or IPv6 without extension headers, to a
-// port in the ports map, it copies the IP packet into this CPU's scratch entry after its length,
-// and writes that record to the ring. A full ring drops the segment and counts it (tapHeld);
+// port in the ports map, that carries data or SYN, FIN or RST (not a bare ACK), it copies the IP
+// packet into this CPU's scratch entry after its length, and writes that record to the ring. A full ring drops the segment and counts it (tapHeld);
 // a segment it cannot copy passes and is counted (tapUncopied). Everything else passes
 // untouched. The ring wakes its reader only once wakeAt bytes wait in it.
 func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64) asm.Instructions {
@@ -351,8 +351,8 @@ func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64) asm.Instruc
 		l4      = asm.R7 // offset of the TCP header from the IP header
 		size    = asm.R8 // the IP packet's length
 		rec     = asm.R9 // this CPU's scratch entry
-		ipHdr   = -64    // stack: the IP header (40 bytes)
-		tcpHdr  = -16    // stack: the TCP ports (4 bytes)
+		ipHdr   = -80    // stack: the IP header (40 bytes)
+		tcpHdr  = -32    // stack: the TCP header to its flags (14 bytes)
 		cpuKey  = -8     // stack: this CPU's scratch index, then the interface's index
 		countAt = -4     // stack: the counter's index
 	)
@@ -432,13 +432,22 @@ func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64) asm.Instruc
 		asm.Add.Imm(size, 40),
 	)
 	// The TCP ports; is the destination port captured?
-	p = append(p, load("tcp", asm.Mov.Reg(asm.R2, l4), tcpHdr, 4)...)
+	p = append(p, load("tcp", asm.Mov.Reg(asm.R2, l4), tcpHdr, 14)...)
 	p = append(p, lookup(ports, tcpHdr+2, "pass")...)
 	p = append(p,
 		asm.JLT.Imm(size, minIPTCPSize, "uncopied"),
 		asm.JGT.Imm(size, tapMaxCopy, "uncopied"),
+		// A bare ACK (no data, no SYN, FIN or RST) tells the reassembly nothing: not copied.
+		asm.LoadMem(asm.R2, asm.RFP, tcpHdr+13, asm.Byte),
+		asm.And.Imm(asm.R2, flagSYN|flagFIN|flagRST),
+		asm.JNE.Imm(asm.R2, 0, "copy"),
+		asm.LoadMem(asm.R2, asm.RFP, tcpHdr+12, asm.Byte),
+		asm.RSh.Imm(asm.R2, 4),
+		asm.LSh.Imm(asm.R2, 2),
+		asm.Add.Reg(asm.R2, l4),
+		asm.JGE.Reg(asm.R2, size, "pass"),
 		// This CPU's scratch entry: the length, then the packet.
-		asm.FnGetSmpProcessorId.Call(),
+		asm.FnGetSmpProcessorId.Call().WithSymbol("copy"),
 		asm.StoreMem(asm.RFP, cpuKey, asm.R0, asm.Word),
 	)
 	p = append(p, lookup(scratch, cpuKey, "uncopied")...)
