@@ -41,6 +41,11 @@ type Options struct {
 	// client's address, local the server's. It returns where the bytes go; an error or a nil
 	// Sink ignores the connection (it counts as Missed). Like a Sink, it must return at once.
 	Open func(remote, local netip.AddrPort) (Sink, error)
+	// IgnoreMark and IgnoreMarkMask leave out the packets whose mark (the sending socket's
+	// SO_MARK, kept over loopback) masked by IgnoreMarkMask is IgnoreMark: the connections that
+	// agents of other sessions make to pass on connections the capture saw already. A zero
+	// mask leaves out nothing.
+	IgnoreMark, IgnoreMarkMask uint32
 	// Tap copies with an eBPF program at the ingress of every interface of the namespace
 	// instead of a packet socket. A segment the tap cannot copy (its ring is full) is dropped,
 	// so the client sends it again: what the server gets, the capture gets, and a connection

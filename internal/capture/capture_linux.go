@@ -25,6 +25,7 @@ type Capture struct {
 	once     sync.Once
 
 	tap       *tap   // with Options.Tap, instead of the packet socket and its ring
+	ignore    mark   // packets not captured (Options.IgnoreMark)
 	fd, efd   int    // packet socket, eventfd that wakes the capture goroutine
 	ring      []byte // the mapped receive ring
 	blocks    int
@@ -67,12 +68,13 @@ func Start(opt Options) (*Capture, error) {
 	if opt.ringBlockSize > 0 {
 		c.blockSize = opt.ringBlockSize
 	}
+	c.ignore = mark{opt.IgnoreMark, opt.IgnoreMarkMask}
 	gap := gapTimeout
 	if opt.gapTimeout > 0 {
 		gap = opt.gapTimeout
 	}
 	if opt.Tap {
-		t, err := startTap(opt, c.blocks*c.blockSize, log)
+		t, err := startTap(opt, c.blocks*c.blockSize, c.ignore, log)
 		if err != nil {
 			return nil, err
 		}
@@ -114,7 +116,7 @@ func (c *Capture) setup() error {
 	if err := unix.SetsockoptInt(c.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 		c.log.Debug("packet socket: PACKET_IGNORE_OUTGOING (Linux 4.20) refused; outgoing packets are dropped by the filter", "err", err)
 	}
-	none, err := filter(nil)
+	none, err := filter(nil, c.ignore)
 	if err != nil {
 		return err
 	}
@@ -184,7 +186,7 @@ func (c *Capture) SetPorts(ports []uint16) error {
 	}
 	apply := func(old *portSet) error { return c.tap.setPorts(old, set) }
 	if c.tap == nil {
-		f, err := filter(list)
+		f, err := filter(list, c.ignore)
 		if err != nil {
 			return err
 		}

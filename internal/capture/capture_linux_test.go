@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,9 +183,25 @@ func (n *testNet) server() uint16 {
 // dial connects from namespace b (or a, from a), the connection closed at the end of the test.
 func (n *testNet) dial(ns *os.File, addr netip.AddrPort) *net.TCPConn {
 	n.t.Helper()
+	return n.dialMarked(ns, addr, 0)
+}
+
+// dialMarked is dial from a socket with SO_MARK mark (0: none).
+func (n *testNet) dialMarked(ns *os.File, addr netip.AddrPort, mark int) *net.TCPConn {
+	n.t.Helper()
 	var c net.Conn
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if mark != 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	err := inNetns(int(ns.Fd()), func() (err error) {
-		c, err = net.DialTimeout("tcp", addr.String(), 5*time.Second)
+		c, err = d.Dial("tcp", addr.String())
 		return err
 	})
 	if err != nil {
@@ -661,6 +678,46 @@ func testNetworkLoss(t *testing.T, opt Options) {
 	t.Logf("stats: %+v; router: %s", st, bytes.TrimSpace(out))
 	if st.OutOfOrder == 0 {
 		t.Errorf("no segment arrived out of order: the router dropped nothing?")
+	}
+}
+
+// TestCaptureIgnoredMark: a connection from a socket with the ignored mark (as other sessions'
+// agents pass connections on, over lo) is not captured; one without it is.
+func TestCaptureIgnoredMark(t *testing.T) { testIgnoredMark(t, Options{}) }
+
+// TestTapIgnoredMark is TestCaptureIgnoredMark with the eBPF tap.
+func TestTapIgnoredMark(t *testing.T) { testIgnoredMark(t, Options{Tap: true}) }
+
+func testIgnoredMark(t *testing.T, opt Options) {
+	privileged(t)
+	n := newTestNet(t, false)
+	port := n.server()
+	var col collector
+	opt.IgnoreMark, opt.IgnoreMarkMask = 0x646f0000, 0xffff0000
+	c := n.start(&col, opt)
+	if err := c.SetPorts([]uint16{port}); err != nil {
+		t.Fatal(err)
+	}
+	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	send := func(mark int) netip.AddrPort {
+		conn := n.dialMarked(n.a, server, mark)
+		if _, err := conn.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		return localAddr(conn)
+	}
+	marked := send(0x646f0003)
+	plain := send(0x12340000) // another mark
+	if s := col.ended(t, plain, 5*time.Second); !s.complete || string(s.data) != "hello" {
+		t.Errorf("the connection without the ignored mark: complete %v (%s), %q", s.complete, s.reason, s.data)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s := col.sink(marked); s != nil {
+		t.Errorf("the connection with the ignored mark was captured: %q", s.data)
+	}
+	if st := c.Stats(); st.Opened != 1 || st.Missed != 0 {
+		t.Errorf("stats %+v: want one connection opened, none missed", st)
 	}
 }
 

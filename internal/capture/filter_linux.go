@@ -14,14 +14,24 @@ import (
 //     on lo are the second copy of every packet, and not other hosts' packets),
 //   - are IPv4 without fragmentation, or IPv6 whose next header is TCP (no extension headers),
 //   - carry TCP to one of ports,
-//   - carry data, or SYN, FIN or RST: a bare ACK tells the reassembly nothing it needs.
+//   - carry data, or SYN, FIN or RST: a bare ACK tells the reassembly nothing it needs,
+//   - do not carry the ignored mark.
 //
 // Each port takes two instructions (a test and a jump), so no conditional jump is longer than
 // the few fixed instructions before the port list, whatever the number of ports.
-func filter(ports []uint16) ([]unix.SockFilter, error) {
+func filter(ports []uint16, ignore mark) ([]unix.SockFilter, error) {
 	drop := bpf.RetConstant{Val: 0}
 	accept := bpf.RetConstant{Val: 0xffffffff}
-	prog := []bpf.Instruction{
+	var prog []bpf.Instruction
+	if ignore.mask != 0 {
+		prog = append(prog,
+			bpf.LoadExtension{Num: bpf.ExtMark},
+			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: ignore.mask},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ignore.value & ignore.mask, SkipTrue: 1},
+			drop,
+		)
+	}
+	prog = append(prog, []bpf.Instruction{
 		/* 0 */ bpf.LoadExtension{Num: bpf.ExtType},
 		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_HOST, SkipTrue: 1},
 		/* 2 */ drop,
@@ -52,7 +62,7 @@ func filter(ports []uint16) ([]unix.SockFilter, error) {
 		/* 25 */ bpf.LoadAbsolute{Off: 40 + 2, Size: 2},
 		// 26: the port list, A = destination port, X = offset of the TCP header, M[0] = the
 		// IP packet's length as its header gives it (0 or 40 with BIG TCP: then the packet's)
-	}
+	}...)
 	for i, p := range ports {
 		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(p), SkipTrue: 1},
 			bpf.Jump{Skip: uint32(2*(len(ports)-1-i) + 1)})
@@ -84,6 +94,9 @@ func filter(ports []uint16) ([]unix.SockFilter, error) {
 	}
 	return out, nil
 }
+
+// mark is a packet mark and the mask to compare it under.
+type mark struct{ value, mask uint32 }
 
 // attachFilter replaces the socket's filter; the kernel swaps it atomically.
 func attachFilter(fd int, f []unix.SockFilter) error {

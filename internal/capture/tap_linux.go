@@ -54,6 +54,7 @@ const (
 	rbForceWake  = 2  // BPF_RB_FORCE_WAKEUP
 	rbAvailData  = 0  // BPF_RB_AVAIL_DATA
 	skbPktType   = 4  // offsetof(struct __sk_buff, pkt_type)
+	skbMark      = 8  // offsetof(struct __sk_buff, mark)
 	skbProtocol  = 16 // offsetof(struct __sk_buff, protocol)
 	skbIfindex   = 40 // offsetof(struct __sk_buff, ifindex)
 	packetHost   = 0  // PACKET_HOST
@@ -77,12 +78,12 @@ type tap struct {
 
 // startTap loads the program and its maps and attaches it to the ingress of every interface of
 // the namespace opt names. size is the ring's size in bytes (a power of two, at least a page).
-func startTap(opt Options, size int, log *slog.Logger) (*tap, error) {
+func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error) {
 	if size < tapMinRing || size&(size-1) != 0 {
 		return nil, fmt.Errorf("tap: a ring of %d bytes: want a power of two of at least %d", size, tapMinRing)
 	}
 	t := &tap{}
-	err := t.load(size)
+	err := t.load(size, ignore)
 	if err == nil {
 		err = runIn(opt, func() error { return t.attach(log) })
 	}
@@ -102,7 +103,7 @@ func startTap(opt Options, size int, log *slog.Logger) (*tap, error) {
 	return t, nil
 }
 
-func (t *tap) load(size int) (err error) {
+func (t *tap) load(size int, ignore mark) (err error) {
 	if t.ports, err = ebpf.NewMap(&ebpf.MapSpec{Name: "doppel_ports", Type: ebpf.Hash, KeySize: 2, ValueSize: 1, MaxEntries: maxPorts}); err != nil {
 		return fmt.Errorf("tap: BPF hash map: %w", err)
 	}
@@ -126,7 +127,7 @@ func (t *tap) load(size int) (err error) {
 	t.prog, err = ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
 		Name:         tapProgramName,
 		Type:         ebpf.SchedCLS,
-		Instructions: tapProgram(t.ports.FD(), t.l2.FD(), t.scratch.FD(), t.ring.FD(), t.counts.FD(), uint64(size)/8),
+		Instructions: tapProgram(t.ports.FD(), t.l2.FD(), t.scratch.FD(), t.ring.FD(), t.counts.FD(), uint64(size)/8, ignore),
 		License:      "Dual MIT/GPL",
 	}, ebpf.ProgramOptions{})
 	if err != nil {
@@ -344,8 +345,9 @@ func (c *Capture) readTapCounts() {
 // port in the ports map, that carries data or SYN, FIN or RST (not a bare ACK), it copies the IP
 // packet into this CPU's scratch entry after its length, and writes that record to the ring. A full ring drops the segment and counts it (tapHeld);
 // a segment it cannot copy passes and is counted (tapUncopied). Everything else passes
-// untouched. The ring wakes its reader only once wakeAt bytes wait in it.
-func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64) asm.Instructions {
+// untouched, and so do packets that carry the ignored mark. The ring wakes its reader only once
+// wakeAt bytes wait in it.
+func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64, ignore mark) asm.Instructions {
 	const (
 		ctx     = asm.R6 // the __sk_buff
 		l4      = asm.R7 // offset of the TCP header from the IP header
@@ -395,8 +397,15 @@ func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64) asm.Instruc
 	}
 
 	var p asm.Instructions
+	p = append(p, asm.Mov.Reg(ctx, asm.R1))
+	if ignore.mask != 0 {
+		p = append(p,
+			asm.LoadMem(asm.R2, ctx, skbMark, asm.Word),
+			asm.And.Imm32(asm.R2, int32(ignore.mask)),
+			asm.JEq.Imm32(asm.R2, int32(ignore.value&ignore.mask), "pass"),
+		)
+	}
 	p = append(p,
-		asm.Mov.Reg(ctx, asm.R1),
 		asm.LoadMem(asm.R2, ctx, skbPktType, asm.Word),
 		asm.JNE.Imm(asm.R2, packetHost, "pass"),
 		asm.LoadMem(asm.R2, ctx, skbProtocol, asm.Word),
@@ -525,7 +534,7 @@ func TapPrograms(netnsFD int) (int, error) {
 func ProbeTap() error {
 	t := &tap{}
 	defer t.close()
-	if err := t.load(tapMinRing); err != nil {
+	if err := t.load(tapMinRing, mark{}); err != nil {
 		return err
 	}
 	done := make(chan error, 1)

@@ -29,6 +29,9 @@ func (e *Engine) subscribeCapture(s *subscription, w io.Writer) (unsubscribe fun
 			Logger:  e.log,
 			Open:    e.openCaptured,
 			Tap:     s.sub.Mode == wire.ModeTap,
+			// Other sessions' agents pass connections on from marked sockets: copies of
+			// connections seen already, on their way in.
+			IgnoreMark: markDoppel, IgnoreMarkMask: markMask,
 		})
 		if err != nil {
 			if s.sub.Mode == wire.ModeTap {

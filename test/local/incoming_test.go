@@ -584,6 +584,70 @@ func testIncomingCopies(t *testing.T, flag string) {
 	}
 }
 
+// Two tap sessions and a filtered steal session on one pod at once: each tap session's program
+// gets a copy of every request, the steal session's program only the requests its filter
+// matches, and the clients get nginx's answers (or the stealing program's); when one tap
+// session ends, the other keeps its tap.
+func TestIncomingTapSessionsBeside(t *testing.T) {
+	tp, doppel := setup(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	const n = 3
+	a := startSession(t, tp, doppel, []string{"--mirror-tap"}, prog, "-name", "", "-n", fmt.Sprint(n+1))
+	b := startSession(t, tp, doppel, []string{"--mirror-tap"}, prog, "-name", "", "-n", fmt.Sprint(2*n+1))
+	steal := startSession(t, tp, doppel, []string{"--steal", "--http-header", "X-Dev: alice"}, prog, "-name", "", "-n", "1")
+	if taps := podTaps(t, tp); taps < 2 {
+		t.Errorf("%d taps attached in the pod with two tap sessions", taps)
+	}
+	get := func(path string, alice bool) string {
+		args := []string{"http://" + testenv.PodIP + path}
+		if alice {
+			args = append([]string{"-H", "X-Dev: alice"}, args...)
+		}
+		return curlFromClient(t, tp, args...)
+	}
+	for i := range n {
+		if body := get(fmt.Sprintf("/both-%d", i), false); body != testenv.PodNginxBody {
+			t.Errorf("request %d: the client got %q", i, body)
+		}
+	}
+	if body := get("/alice", true); body != "program: /alice\n" {
+		t.Errorf("alice's request got %q, want the stealing program's answer", body)
+	}
+	ra := a.wait(t)
+	for i := range n {
+		if body := get(fmt.Sprintf("/b-only-%d", i), false); body != testenv.PodNginxBody {
+			t.Errorf("request %d after a ended: the client got %q", i, body)
+		}
+	}
+	rb, rs := b.wait(t), steal.wait(t)
+	for name, r := range map[string]result{"a": ra, "b": rb, "steal": rs} {
+		if r.exitCode != 0 {
+			t.Errorf("session %s: %s", name, r)
+		}
+	}
+	for i := range n {
+		for name, r := range map[string]result{"a": ra, "b": rb} {
+			if want := fmt.Sprintf("request GET /both-%d from %s:", i, testenv.ClientIP); !strings.Contains(r.stdout, want) {
+				t.Errorf("session %s's program lacks %q: %s", name, want, r)
+			}
+		}
+		if want := fmt.Sprintf("request GET /b-only-%d from", i); !strings.Contains(rb.stdout, want) {
+			t.Errorf("session b's program lacks %q after a ended: %s", want, rb)
+		}
+	}
+	if !strings.Contains(rs.stdout, "request GET /alice from") || strings.Contains(rs.stdout, "/both-") {
+		t.Errorf("the stealing program got other requests than alice's: %s", rs)
+	}
+	for name, r := range map[string]result{"a": ra, "b": rb} {
+		if !strings.Contains(r.stdout, "request GET /alice from") {
+			t.Errorf("session %s's tap missed alice's request, which another session stole: %s", name, r)
+		}
+	}
+	if taps := podTaps(t, tp); taps != 0 {
+		t.Errorf("%d taps left attached in the pod after the sessions", taps)
+	}
+}
+
 // podTaps counts the doppel taps attached to the pod's interfaces.
 func podTaps(t *testing.T, tp *testenv.Topology) int {
 	t.Helper()
