@@ -35,7 +35,7 @@ func (e *Engine) subscribeCapture(s *subscription, w io.Writer) (unsubscribe fun
 		})
 		if err != nil {
 			if s.sub.Mode == wire.ModeTap {
-				return nil, fmt.Errorf("tap: %w", err)
+				return nil, err // "tap: ..." says what failed
 			}
 			return nil, fmt.Errorf("passive capture: %w", err)
 		}
