@@ -77,7 +77,8 @@ type tap struct {
 }
 
 // startTap loads the program and its maps and attaches it to the ingress of every interface of
-// the namespace opt names. size is the ring's size in bytes (a power of two, at least a page).
+// the namespace opt names. size is the ring's size in bytes (a power of two, at least
+// tapMinRing).
 func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error) {
 	if size < tapMinRing || size&(size-1) != 0 {
 		return nil, fmt.Errorf("tap: a ring of %d bytes: want a power of two of at least %d", size, tapMinRing)
@@ -249,21 +250,10 @@ func (t *tap) close() {
 	if t.rd != nil {
 		_ = t.rd.Close()
 	}
-	for _, c := range []interface{ Close() error }{t.prog, t.ports, t.l2, t.scratch, t.ring, t.counts} {
-		if c != nil && !isNilCloser(c) {
-			_ = c.Close()
-		}
+	_ = t.prog.Close() // Close of a nil *ebpf.Program or *ebpf.Map does nothing
+	for _, m := range []*ebpf.Map{t.ports, t.l2, t.scratch, t.ring, t.counts} {
+		_ = m.Close()
 	}
-}
-
-func isNilCloser(c interface{ Close() error }) bool {
-	switch v := c.(type) {
-	case *ebpf.Program:
-		return v == nil
-	case *ebpf.Map:
-		return v == nil
-	}
-	return false
 }
 
 // runTap is the capture goroutine of a tap: it hands the ring's records to the tracker, and
