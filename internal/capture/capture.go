@@ -50,8 +50,9 @@ type Options struct {
 	// instead of a packet socket. A segment the tap cannot copy (its ring is full) is dropped,
 	// so the client sends it again: what the server gets, the capture gets, and a connection
 	// ends incomplete only when a segment could not be read at all (Stats.Drops). It needs
-	// CAP_BPF and CAP_NET_ADMIN and Linux 6.6 (TCX links). Interfaces that appear after Start
-	// are not tapped.
+	// CAP_BPF and CAP_NET_ADMIN and Linux 6.6 (TCX links). An interface that appears after
+	// Start is tapped when the kernel announces it (a netlink socket in the namespace); a
+	// connection over it that starts before is missed.
 	Tap bool
 
 	// Knobs for tests; zero means the package default.

@@ -633,6 +633,66 @@ func TestProbeTap(t *testing.T) {
 	}
 }
 
+// TestTapNewInterface: an interface added to the namespace after the tap started is tapped too
+// (a netlink socket hears of it), and a connection over it is captured.
+func TestTapNewInterface(t *testing.T) {
+	privileged(t)
+	n := newTestNet(t, false)
+	port := n.server()
+	var col collector
+	c := n.start(&col, Options{Tap: true})
+	if err := c.SetPorts([]uint16{port}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := TapPrograms(int(n.a.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.run("ip", "link", "add", "va2", "netns", n.names[0], "type", "veth", "peer", "name", "vb2", "netns", n.names[1])
+	n.run("ip", "-n", n.names[0], "addr", "add", "10.9.3.1/24", "dev", "va2")
+	n.run("ip", "-n", n.names[1], "addr", "add", "10.9.3.2/24", "dev", "vb2")
+	n.run("ip", "-n", n.names[0], "link", "set", "va2", "up")
+	n.run("ip", "-n", n.names[1], "link", "set", "vb2", "up")
+	// Both new ends in a get the tap: va2 (and nothing else: vb2 is in b).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		after, err := TapPrograms(int(n.a.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after == before+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d taps in the namespace before the new interface, %d after: want one more", before, after)
+		}
+	}
+	var ts []transfer
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// The new veth carries packets once the kernel sees its carrier.
+		var conn net.Conn
+		err := inNetns(int(n.b.Fd()), func() (err error) {
+			conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(netip.MustParseAddr("10.9.3.1"), port).String(), time.Second)
+			return err
+		})
+		if err == nil {
+			data := randomBytes(100_000)
+			if _, err := conn.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+			ts = append(ts, transfer{remote: localAddr(conn), data: data})
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection over the new interface: %v", err)
+		}
+	}
+	s := col.ended(t, ts[0].remote, 5*time.Second)
+	if !s.complete || !bytes.Equal(s.data, ts[0].data) {
+		t.Errorf("over the new interface: complete %v (%s), %d of %d bytes", s.complete, s.reason, len(s.data), len(ts[0].data))
+	}
+}
+
 // TestTapBadRing: a ring the tap cannot use is refused before anything is loaded.
 func TestTapBadRing(t *testing.T) {
 	privileged(t)

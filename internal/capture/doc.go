@@ -24,7 +24,8 @@
 //     link-layer header lengths, a scratch entry per CPU, two per-CPU counters, the ring buffer
 //     of 64 MiB) and one TCX link per interface. They exist only through the process's
 //     descriptors, so the kernel detaches and frees them when the process ends, however it
-//     ends. Interfaces that appear after Start are not tapped.
+//     ends. A netlink socket in the namespace hears of interfaces added later, and a goroutine
+//     attaches the program to each (until Close).
 //   - One goroutine, the only reader of the ring. It decodes the packets, keeps the state of
 //     every connection (its next expected sequence number and the out-of-order bytes that wait
 //     for a gap to be filled: at most maxConnBuffer per connection and maxTotalBuffer in all;

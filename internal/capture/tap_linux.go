@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -72,8 +73,15 @@ type tap struct {
 	scratch *ebpf.Map // array, one entry per CPU: where a packet is assembled before the ring
 	ring    *ebpf.Map // ring buffer of records
 	counts  *ebpf.Map // per-CPU array of u64: tapHeld, tapUncopied
-	links   []link.Link
 	rd      *ringbuf.Reader
+
+	nl       *os.File      // netlink socket in the namespace: interfaces added (watchLinks)
+	followed chan struct{} // closed when follow returns
+
+	mu       sync.Mutex // guards what follows
+	closed   bool
+	links    []link.Link
+	attached map[int]bool // interface indexes
 }
 
 // startTap loads the program and its maps and attaches it to the ingress of every interface of
@@ -86,7 +94,12 @@ func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error
 	t := &tap{}
 	err := t.load(size, ignore)
 	if err == nil {
-		err = runIn(opt, func() error { return t.attach(log) })
+		err = runIn(opt, func() error {
+			if err := t.watchLinks(); err != nil {
+				return err
+			}
+			return t.attach(log)
+		})
 	}
 	if err == nil {
 		t.rd, err = ringbuf.NewReader(t.ring)
@@ -101,6 +114,8 @@ func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error
 		}
 		return nil, err
 	}
+	t.followed = make(chan struct{})
+	go t.follow(opt, log)
 	return t, nil
 }
 
@@ -144,30 +159,100 @@ func (t *tap) attach(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("tap: list interfaces: %w", err)
 	}
-	if len(links) > maxTapInterfaces {
-		return fmt.Errorf("tap: %d interfaces in the namespace, at most %d", len(links), maxTapInterfaces)
-	}
 	for _, l := range links {
-		var hdr uint32
-		switch l.typ {
-		case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
-			hdr = 14
-		case unix.ARPHRD_NONE:
-			hdr = 0
-		default:
-			log.Warn("tap: interface not tapped: its link-layer type is not Ethernet, loopback or none; connections over it are not copied", "interface", l.name, "type", l.typ)
-			continue
+		if err := t.attachLink(l, log); err != nil {
+			return err
 		}
-		if err := t.l2.Put(uint32(l.index), hdr); err != nil {
-			return fmt.Errorf("tap: interface %s: %w", l.name, err)
-		}
-		tl, err := link.AttachTCX(link.TCXOptions{Interface: l.index, Program: t.prog, Attach: ebpf.AttachTCXIngress})
-		if err != nil {
-			return fmt.Errorf("tap: attach to the ingress of %s (TCX links: Linux 6.6): %w", l.name, err)
-		}
-		t.links = append(t.links, tl)
 	}
 	return nil
+}
+
+// attachLink attaches the program to the ingress of l, once. The calling thread must be in l's
+// network namespace.
+func (t *tap) attachLink(l netLink, log *slog.Logger) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.attached[l.index] {
+		return nil
+	}
+	if len(t.attached) >= maxTapInterfaces {
+		return fmt.Errorf("tap: more than %d interfaces in the namespace", maxTapInterfaces)
+	}
+	var hdr uint32
+	switch l.typ {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		hdr = 14
+	case unix.ARPHRD_NONE:
+		hdr = 0
+	default:
+		log.Warn("tap: interface not tapped: its link-layer type is not Ethernet, loopback or none; connections over it are not copied", "interface", l.name, "type", l.typ)
+		return nil
+	}
+	if err := t.l2.Put(uint32(l.index), hdr); err != nil {
+		return fmt.Errorf("tap: interface %s: %w", l.name, err)
+	}
+	tl, err := link.AttachTCX(link.TCXOptions{Interface: l.index, Program: t.prog, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return fmt.Errorf("tap: attach to the ingress of %s (TCX links: Linux 6.6): %w", l.name, err)
+	}
+	if t.attached == nil {
+		t.attached = make(map[int]bool)
+	}
+	t.attached[l.index] = true
+	t.links = append(t.links, tl)
+	return nil
+}
+
+// watchLinks opens, in the calling thread's network namespace, a netlink socket that hears of
+// the interfaces added to it; follow then attaches the program to each. It is opened before the
+// interfaces are listed, so that none is missed in between.
+func (t *tap) watchLinks() error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("tap: netlink socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("tap: netlink socket: %w", err)
+	}
+	t.nl = os.NewFile(uintptr(fd), "netlink") // non-blocking: Read waits in the runtime's poller, Close ends it
+	return nil
+}
+
+// follow attaches the program to the interfaces that appear in the namespace, until close.
+func (t *tap) follow(opt Options, log *slog.Logger) {
+	defer close(t.followed)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := t.nl.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				// Events were lost: look at every interface again.
+				if err := runIn(opt, func() error { return t.attach(log) }); err != nil {
+					log.Warn("tap: new interfaces may not be tapped", "err", err)
+				}
+				continue
+			}
+			log.Warn("tap: no longer hears of new interfaces", "err", err)
+			return
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if l, ok := parseLink(m); ok {
+				if err := runIn(opt, func() error { return t.attachLink(l, log) }); err != nil {
+					log.Warn("tap: a new interface is not tapped", "interface", l.name, "err", err)
+				} else {
+					log.Debug("tap: interface", "interface", l.name, "index", l.index)
+				}
+			}
+		}
+	}
 }
 
 // netLink is an interface of a network namespace.
@@ -189,21 +274,28 @@ func linkTypes() ([]netLink, error) {
 	}
 	var out []netLink
 	for _, m := range msgs {
-		if m.Header.Type != syscall.RTM_NEWLINK || len(m.Data) < syscall.SizeofIfInfomsg {
-			continue
+		if l, ok := parseLink(m); ok {
+			out = append(out, l)
 		}
-		ifi := (*syscall.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
-		l := netLink{index: int(ifi.Index), typ: ifi.Type}
-		if attrs, err := syscall.ParseNetlinkRouteAttr(&m); err == nil {
-			for _, a := range attrs {
-				if a.Attr.Type == syscall.IFLA_IFNAME {
-					l.name = strings.TrimRight(string(a.Value), "\x00")
-				}
-			}
-		}
-		out = append(out, l)
 	}
 	return out, nil
+}
+
+// parseLink reads an RTM_NEWLINK message.
+func parseLink(m syscall.NetlinkMessage) (netLink, bool) {
+	if m.Header.Type != syscall.RTM_NEWLINK || len(m.Data) < syscall.SizeofIfInfomsg {
+		return netLink{}, false
+	}
+	ifi := (*syscall.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
+	l := netLink{index: int(ifi.Index), typ: ifi.Type}
+	if attrs, err := syscall.ParseNetlinkRouteAttr(&m); err == nil {
+		for _, a := range attrs {
+			if a.Attr.Type == syscall.IFLA_IFNAME {
+				l.name = strings.TrimRight(string(a.Value), "\x00")
+			}
+		}
+	}
+	return l, true
 }
 
 // setPorts makes the program copy segments to ports and no others: the new ones first.
@@ -243,10 +335,19 @@ func (t *tap) counters() (held, uncopied uint64) {
 // close detaches the program and releases the maps; the kernel does the same when the process
 // ends, however it ends.
 func (t *tap) close() {
+	if t.nl != nil {
+		_ = t.nl.Close()
+		if t.followed != nil {
+			<-t.followed
+		}
+	}
+	t.mu.Lock()
+	t.closed = true
 	for _, l := range t.links {
 		_ = l.Close()
 	}
 	t.links = nil
+	t.mu.Unlock()
 	if t.rd != nil {
 		_ = t.rd.Close()
 	}
