@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"doppel.dev/doppel/internal/capture"
 	"doppel.dev/doppel/internal/testenv"
 	"doppel.dev/doppel/internal/wire"
 )
@@ -480,16 +481,35 @@ func TestSubscribeRefusesABadFilter(t *testing.T) {
 
 // Passive capture: no table, the real client talks to the target directly, and the client
 // side gets the connection in the capture feed: open, the client's bytes, a complete end.
-func TestCapture(t *testing.T) {
+func TestCapture(t *testing.T) { testCopies(t, wire.ModeCapture) }
+
+// The eBPF tap: the same, and the engine's taps are gone after Close; a session copies one way,
+// so a capture subscription beside the tap's is refused.
+func TestTap(t *testing.T) {
+	e, srvFD := testCopies(t, wire.ModeTap)
+	if _, err := e.Subscribe(wire.Subscription{Port: 81, Mode: wire.ModeCapture}, nil, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "copies with tap, and capture was asked") {
+		t.Errorf("a capture subscription in a tap session: %v", err)
+	}
+	if n, err := capture.TapPrograms(srvFD); err != nil || n == 0 {
+		t.Errorf("taps while the engine runs: %d, %v", n, err)
+	}
+	e.Close()
+	if n, err := capture.TapPrograms(srvFD); err != nil || n != 0 {
+		t.Errorf("taps after Close: %d, %v", n, err)
+	}
+}
+
+func testCopies(t *testing.T, mode wire.Mode) (*Engine, int) {
 	p := newNetPair(t)
 	e := p.engine(t)
 	feedR, feedW := net.Pipe()
 	t.Cleanup(func() { feedR.Close(); feedW.Close() })
-	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: wire.ModeCapture}, nil, feedW); err != nil {
+	if _, err := e.Subscribe(wire.Subscription{Port: 80, Mode: mode}, nil, feedW); err != nil {
 		t.Fatal(err)
 	}
 	if s := sessions(t, p.srvFD); len(s) != 0 {
-		t.Errorf("capture wrote nftables tables: %+v", s)
+		t.Errorf("%s wrote nftables tables: %+v", mode, s)
 	}
 	frames := make(chan wire.FeedFrame, 16)
 	go func() {
@@ -533,6 +553,7 @@ func TestCapture(t *testing.T) {
 	if string(data) != "hello\nworld\n" {
 		t.Errorf("captured %q, want %q", data, "hello\nworld\n")
 	}
+	return e, p.srvFD
 }
 
 // A session that ends hands the connections in flight through it to another session's agent:
