@@ -480,17 +480,50 @@ func TestExecEphemeral(t *testing.T) {
 	if strings.TrimSpace(spec) != `["NET_ADMIN"]` {
 		t.Errorf("ephemeral agent: hostPID and added capabilities %q, want none and [NET_ADMIN]", spec)
 	}
+	s.ephemeralStopped(t)
+	s.checkNothingLeft(t)
+}
+
+// ephemeralStopped waits (30 s at most) until the nginx pod's ephemeral agent has stopped.
+func (s *shop) ephemeralStopped(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		state := kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app=nginx", "-o", "jsonpath={.items[0].status.ephemeralContainerStatuses[0].state}")
 		if strings.Contains(state, "terminated") {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the ephemeral agent still runs 30s after the session: %s", state)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// An ephemeral agent with the eBPF tap: inside the target pod, it holds BPF and NET_ADMIN and
+// nothing else, the program gets a copy of the client's requests, and the tap is gone when the
+// agent has stopped.
+func TestExecEphemeralTap(t *testing.T) {
+	s := newShop(t)
+	prog := testenv.BuildGo(t, "./test/local/testdata/canonical")
+	clientIP := s.startClient(t, "client", "http://nginx/tapped")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := s.exec(ctx, []string{"--ephemeral", "--mirror-tap", "--agent-grace", "2s"}, prog, "-n", "2")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("doppel exec --ephemeral --mirror-tap: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "request GET /tapped from "+clientIP+":") {
+		t.Errorf("the program did not log the client pod %s:\n%s", clientIP, out)
+	}
+	spec := kubectl(t, s.admin, "-n", s.ns, "get", "pods", "-l", "app=nginx", "-o",
+		"jsonpath={.items[0].spec.ephemeralContainers[0].securityContext.capabilities.add}")
+	if strings.TrimSpace(spec) != `["BPF","NET_ADMIN"]` {
+		t.Errorf("ephemeral tap agent: added capabilities %q, want [BPF NET_ADMIN]", spec)
+	}
+	s.ephemeralStopped(t)
 	s.checkNothingLeft(t)
 }
 
