@@ -50,8 +50,9 @@ const (
 	sllPkttypeOff  = 10 // sockaddr_ll.sll_pkttype
 )
 
-// Start opens a packet socket in the namespace that opt names, maps its receive ring and starts
-// the capture goroutine. Nothing is captured until SetPorts.
+// Start opens a packet socket in the namespace that opt names and maps its receive ring, or
+// with opt.Tap loads and attaches the tap there, and starts the capture goroutine. Nothing is
+// captured until SetPorts.
 func Start(opt Options) (*Capture, error) {
 	if opt.Open == nil {
 		return nil, errors.New("start capture: Options.Open is nil")
@@ -73,16 +74,23 @@ func Start(opt Options) (*Capture, error) {
 	if opt.gapTimeout > 0 {
 		gap = opt.gapTimeout
 	}
+	run := c.run
 	if opt.Tap {
 		t, err := startTap(opt, c.blocks*c.blockSize, c.ignore, log)
 		if err != nil {
 			return nil, err
 		}
-		c.tap = t
-		c.ports.Store(newPortSet(nil))
-		go c.runTap(newTracker(opt.Open, log, &c.stats, gap))
-		return c, nil
+		c.tap, run = t, c.runTap
+	} else if err := c.openSocket(opt); err != nil {
+		return nil, err
 	}
+	c.ports.Store(newPortSet(nil))
+	go run(newTracker(opt.Open, log, &c.stats, gap))
+	return c, nil
+}
+
+// openSocket opens the packet socket in the namespace that opt names and sets it up.
+func (c *Capture) openSocket(opt Options) error {
 	// Protocol 0: the socket receives nothing until bind, when its filter and ring are ready.
 	err := runIn(opt, func() (err error) {
 		c.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -90,18 +98,15 @@ func Start(opt Options) (*Capture, error) {
 	})
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			return nil, fmt.Errorf("open packet socket: passive capture needs CAP_NET_RAW in the target's network namespace: %w", err)
+			return fmt.Errorf("open packet socket: passive capture needs CAP_NET_RAW in the target's network namespace: %w", err)
 		}
-		return nil, fmt.Errorf("open packet socket: %w", err)
+		return fmt.Errorf("open packet socket: %w", err)
 	}
 	if err := c.setup(); err != nil {
 		c.release()
-		return nil, err
+		return err
 	}
-	c.ports.Store(newPortSet(nil))
-	tr := newTracker(opt.Open, log, &c.stats, gap)
-	go c.run(tr)
-	return c, nil
+	return nil
 }
 
 // setup gives the socket a filter that takes nothing, the ring, and binds it to every interface.

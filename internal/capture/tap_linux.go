@@ -421,13 +421,11 @@ func (c *Capture) runTap(tr *tracker) {
 // readTapCounts copies the program's counters into the stats.
 func (c *Capture) readTapCounts() {
 	held, uncopied := c.tap.counters()
-	if d := held - c.stats.held.Load(); held > c.stats.held.Load() {
-		c.stats.held.Store(held)
-		c.log.Debug("tap ring full: segments held back for the clients to send again", "segments", d)
+	if prev := c.stats.held.Swap(held); held > prev {
+		c.log.Debug("tap ring full: segments held back for the clients to send again", "segments", held-prev)
 	}
-	if d := uncopied - c.stats.drops.Load(); uncopied > c.stats.drops.Load() {
-		c.stats.drops.Store(uncopied)
-		c.log.Warn("tap: segments too large to copy passed uncopied; their connections end incomplete", "segments", d)
+	if prev := c.stats.drops.Swap(uncopied); uncopied > prev {
+		c.log.Warn("tap: segments too large to copy passed uncopied; their connections end incomplete", "segments", uncopied-prev)
 	}
 }
 
