@@ -10,10 +10,36 @@ import (
 	"time"
 )
 
-// flowKey names one direction of a connection: client (remote) to server (local).
-type flowKey struct {
-	remote, local netip.AddrPort
+// flowKey names one direction of a connection: client (remote) to server (local). It is the
+// tracker's map key, so it is flat bytes without padding (the runtime hashes it in one pass, where
+// netip.AddrPort has a pointer and padding): each side's 16-byte address (an IPv4 one mapped),
+// its port big-endian, and a last byte that tells IPv4 from IPv6.
+type flowKey [2*(16+2) + 1]byte
+
+func makeFlowKey(remote, local netip.AddrPort) flowKey {
+	var k flowKey
+	r, l := remote.Addr().As16(), local.Addr().As16()
+	copy(k[0:16], r[:])
+	k[16], k[17] = byte(remote.Port()>>8), byte(remote.Port())
+	copy(k[18:34], l[:])
+	k[34], k[35] = byte(local.Port()>>8), byte(local.Port())
+	if remote.Addr().Is4() {
+		k[36] = 4
+	}
+	return k
 }
+
+func (k *flowKey) side(at int) netip.AddrPort {
+	a := netip.AddrFrom16([16]byte(k[at : at+16]))
+	if k[36] == 4 {
+		a = a.Unmap()
+	}
+	return netip.AddrPortFrom(a, uint16(k[at+16])<<8|uint16(k[at+17]))
+}
+
+// remote is the client's address and port; local the server's.
+func (k *flowKey) remote() netip.AddrPort { return k.side(0) }
+func (k *flowKey) local() netip.AddrPort  { return k.side(18) }
 
 // counters back Stats; the capture goroutine writes them, Stats reads them from anywhere.
 type counters struct {
@@ -118,12 +144,18 @@ type tracker struct {
 	ports      *portSet
 	gapTimeout time.Duration
 
-	flows     map[flowKey]*conn
-	pending   map[flowKey]pendingFlow
-	ignored   map[flowKey]time.Time // until when
-	gapped    map[*conn]struct{}
-	buffered  int // out-of-order bytes of all connections
-	lastSweep time.Time
+	flows   map[flowKey]*conn
+	pending map[flowKey]pendingFlow
+	ignored map[flowKey]time.Time // missed connections, until when
+	// ended remembers the connections that ended in the last endedLinger, endedOld those of the
+	// one before: a connection is remembered from one to two endedLinger after its end. Two
+	// generations, so that forgetting is one clear, where a load of a connection per request
+	// keeps a hundred thousand of them.
+	ended, endedOld map[flowKey]struct{}
+	gapped          map[*conn]struct{}
+	buffered        int // out-of-order bytes of all connections
+	lastSweep       time.Time
+	lastTurn        time.Time // when ended last became endedOld
 }
 
 // Lifetimes of what the tracker remembers without delivering it.
@@ -143,16 +175,18 @@ func newTracker(open func(remote, local netip.AddrPort) (Sink, error), log *slog
 		flows:      make(map[flowKey]*conn),
 		pending:    make(map[flowKey]pendingFlow),
 		ignored:    make(map[flowKey]time.Time),
+		ended:      make(map[flowKey]struct{}),
+		endedOld:   make(map[flowKey]struct{}),
 		gapped:     make(map[*conn]struct{}),
 	}
 }
 
 // handle takes one client-to-server segment seen at now.
 func (t *tracker) handle(now time.Time, p *packet) {
-	key := flowKey{remote: p.src, local: p.dst}
 	if !t.ports.has(p.dst.Port()) {
 		return // read from the ring before the filter changed
 	}
+	key := makeFlowKey(p.src, p.dst)
 	syn := p.flags&(flagSYN|flagACK) == flagSYN
 	if c := t.flows[key]; c != nil {
 		if !syn || p.seq == c.isn {
@@ -163,6 +197,8 @@ func (t *tracker) handle(now time.Time, p *packet) {
 		t.end(c, now, false, "connection reused before it ended")
 	}
 	if syn {
+		// (A remembered end of the same addresses is left: it is looked up only for segments of
+		// no connection followed or waiting, and it is forgotten soon.)
 		delete(t.ignored, key)
 		if len(t.flows)+len(t.pending) >= maxFlows {
 			t.miss(key, now, "connection table full")
@@ -188,6 +224,9 @@ func (t *tracker) handle(now time.Time, p *packet) {
 		}
 		return
 	}
+	if t.remembersEnd(key) {
+		return // a late retransmission of a connection that ended
+	}
 	if _, ok := t.ignored[key]; ok {
 		if p.flags&(flagFIN|flagRST) != 0 {
 			t.ignored[key] = now.Add(endedLinger)
@@ -205,7 +244,7 @@ func (t *tracker) handle(now time.Time, p *packet) {
 // miss counts a connection that gets no Sink and remembers it, so that it is counted once.
 func (t *tracker) miss(key flowKey, now time.Time, why string) {
 	t.stats.missed.Add(1)
-	t.log.Debug("connection not captured", "remote", key.remote, "local", key.local, "reason", why)
+	t.log.Debug("connection not captured", "remote", key.remote(), "local", key.local(), "reason", why)
 	if len(t.ignored) < maxIgnored {
 		t.ignored[key] = now.Add(missedLinger)
 	}
@@ -213,7 +252,7 @@ func (t *tracker) miss(key flowKey, now time.Time, why string) {
 
 // start opens a Sink for a connection whose SYN had sequence number isn.
 func (t *tracker) start(key flowKey, isn uint32, now time.Time) *conn {
-	sink, err := t.open(key.remote, key.local)
+	sink, err := t.open(key.remote(), key.local())
 	if err != nil || sink == nil {
 		if err == nil {
 			err = fmt.Errorf("no sink")
@@ -385,10 +424,10 @@ func (t *tracker) end(c *conn, now time.Time, complete bool, reason string) {
 		t.stats.completed.Add(1)
 	} else {
 		t.stats.incomplete.Add(1)
-		t.log.Debug("connection incomplete", "remote", c.key.remote, "local", c.key.local, "reason", reason, "delivered", c.offset)
+		t.log.Debug("connection incomplete", "remote", c.key.remote(), "local", c.key.local(), "reason", reason, "delivered", c.offset)
 	}
-	if len(t.ignored) < maxIgnored {
-		t.ignored[c.key] = now.Add(endedLinger)
+	if len(t.ended)+len(t.endedOld) < maxIgnored {
+		t.ended[c.key] = struct{}{}
 	}
 	c.sink.End(complete, reason)
 }
@@ -401,6 +440,11 @@ func (t *tracker) tick(now time.Time) {
 		if now.Sub(c.gapSince) >= t.gapTimeout {
 			t.end(c, now, false, c.lossReason())
 		}
+	}
+	if now.Sub(t.lastTurn) >= endedLinger {
+		clear(t.endedOld)
+		t.ended, t.endedOld = t.endedOld, t.ended
+		t.lastTurn = now
 	}
 	if now.Sub(t.lastSweep) < time.Second {
 		return
@@ -422,12 +466,12 @@ func (t *tracker) tick(now time.Time) {
 func (t *tracker) setPorts(now time.Time, ports *portSet) {
 	t.ports = ports
 	for k, c := range t.flows {
-		if !ports.has(k.local.Port()) {
+		if !ports.has(k.local().Port()) {
 			t.end(c, now, false, "port no longer captured")
 		}
 	}
 	for k := range t.pending {
-		if !ports.has(k.local.Port()) {
+		if !ports.has(k.local().Port()) {
 			delete(t.pending, k)
 		}
 	}
@@ -439,4 +483,13 @@ func (t *tracker) stop(now time.Time, reason string) {
 		t.end(c, now, false, reason)
 	}
 	clear(t.pending)
+}
+
+// remembersEnd tells whether the connection named by key ended lately.
+func (t *tracker) remembersEnd(key flowKey) bool {
+	if _, ok := t.ended[key]; ok {
+		return true
+	}
+	_, ok := t.endedOld[key]
+	return ok
 }
