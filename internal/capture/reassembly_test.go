@@ -202,6 +202,15 @@ func TestTracker(t *testing.T) {
 			0, result{}},
 		{"retransmission after the end", seq(handshake, []step{data(0, 1, "abc"), fin(0, 4, ""), data(10*ms, 1, "abc")}),
 			0, result{Opened: 1, Data: "abc", Ended: true, Complete: true}},
+		// An ended connection is remembered for one to two endedLinger (two generations, turned
+		// by the ticks), so a retransmission 4 s after the end is still recognised, and one
+		// after the memory of it is gone counts as a connection seen mid-way.
+		{"retransmission seconds after the end", seq(handshake, []step{data(0, 1, "abc"), fin(0, 4, ""),
+			tick(time.Second), tick(4 * time.Second), data(4*time.Second, 1, "abc")}),
+			0, result{Opened: 1, Data: "abc", Ended: true, Complete: true}},
+		{"retransmission long after the end", seq(handshake, []step{data(0, 1, "abc"), fin(0, 4, ""),
+			tick(time.Second), tick(7 * time.Second), data(7*time.Second, 1, "abc")}),
+			0, result{Opened: 1, Data: "abc", Ended: true, Complete: true, Missed: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The same steps with ISNs that make the sequence numbers wrap around 2^32 at
