@@ -204,28 +204,9 @@ func loopbackIs4(family int, dst netip.AddrPort) bool {
 
 func (r *Redirector) onSendto(q *intercept.Request) {
 	dst, _, _, ok := readSockaddr(q, q.Arg(4), q.Arg(5))
-	if !ok || !r.remote(dst) {
-		// TCP Fast Open to a destination that stays local.
-		if ok && q.Arg(3)&unix.MSG_FASTOPEN != 0 && r.placing() && !r.unplaceArg0(q) {
-			return
-		}
-		q.Continue()
-		return
-	}
-	r.goHandle(q, func() {
-		fd := int(int32(q.Arg(0)))
-		sfd, family, ok := datagramSocket(q, fd)
-		if !ok {
-			return
-		}
-		defer unix.Close(sfd)
-		size := min(q.Arg(2), 65535)
-		payload := make([]byte, size)
-		if err := q.ReadMem(q.Arg(1), payload); err != nil {
-			q.Errno(unix.EFAULT)
-			return
-		}
-		r.sendVia(q, sfd, fd, family, dst, payload, nil, int(q.Arg(3)))
+	r.sendTo(q, dst, ok, int(q.Arg(3)), func() (payload, oob []byte, err error) {
+		payload = make([]byte, min(q.Arg(2), 65535))
+		return payload, nil, q.ReadMem(q.Arg(1), payload)
 	})
 }
 
@@ -288,9 +269,19 @@ func (r *Redirector) onSendmsg(q *intercept.Request) {
 		return
 	}
 	dst, _, _, ok := readSockaddr(q, m.name, uint64(m.namelen))
+	r.sendTo(q, dst, ok, int(q.Arg(2)), func() (payload, oob []byte, err error) {
+		return readMsgData(q, m)
+	})
+}
+
+// sendTo handles a sendto or sendmsg with a destination (dst, read if ok) and flags: a datagram
+// to a remote destination is sent by doppel through the agent, with the payload and control
+// data that read takes from the program's memory; anything else runs as it is, after a placed
+// TCP socket that sends with MSG_FASTOPEN to a local destination is put back.
+func (r *Redirector) sendTo(q *intercept.Request, dst netip.AddrPort, ok bool, flags int, read func() (payload, oob []byte, err error)) {
 	if !ok || !r.remote(dst) {
 		// TCP Fast Open to a destination that stays local.
-		if ok && q.Arg(2)&unix.MSG_FASTOPEN != 0 && r.placing() && !r.unplaceArg0(q) {
+		if ok && flags&unix.MSG_FASTOPEN != 0 && r.placing() && !r.unplaceArg0(q) {
 			return
 		}
 		q.Continue()
@@ -303,12 +294,12 @@ func (r *Redirector) onSendmsg(q *intercept.Request) {
 			return
 		}
 		defer unix.Close(sfd)
-		payload, oob, err := readMsgData(q, m)
+		payload, oob, err := read()
 		if err != nil {
 			q.Errno(unix.EFAULT)
 			return
 		}
-		r.sendVia(q, sfd, fd, family, dst, payload, oob, int(q.Arg(2)))
+		r.sendVia(q, sfd, fd, family, dst, payload, oob, flags)
 	})
 }
 
