@@ -178,3 +178,12 @@ func cookieExit(cookie uint64, code int) {
 		_, _ = cookieSyscall(cookie, unix.SYS_EXIT_GROUP, uintptr(code), nil, 0)
 	}
 }
+
+// The trampoline runs from this package's initialisation rather than from main: the doppel
+// binary links client-go, whose packages take milliseconds to initialise (k8s.io/client-go/
+// kubernetes/scheme alone 3 to 13 ms), and the trampoline, a fresh process at every launch,
+// needs none of them. Go initialises a package after the packages it imports, and this one
+// imports none of those, so they are not initialised yet (measured with GODEBUG=inittrace=1:
+// a third of the binary's initialisation time comes before this package). main still calls
+// MaybeRunTrampoline first, for binaries where the order differs.
+func init() { MaybeRunTrampoline() }
