@@ -59,6 +59,7 @@ type Options struct {
 	ringBlocks    int           // blocks in the ring (ringBlocks)
 	ringBlockSize int           // bytes per block (ringBlockSize)
 	gapTimeout    time.Duration // how long a gap may wait for a retransmission (gapTimeout)
+	tapPoll       time.Duration // with Tap, how long the reader waits between readings, idle or not (tapPoll, tapIdlePoll)
 }
 
 // Stats count what a Capture saw since Start.

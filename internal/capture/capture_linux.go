@@ -30,6 +30,8 @@ type Capture struct {
 	ring      []byte // the mapped receive ring
 	blocks    int
 	blockSize int
+	// poll and idlePoll are the tap reader's waits between readings (tapPoll, tapIdlePoll).
+	poll, idlePoll time.Duration
 
 	mu     sync.Mutex // guards closed, and fd against being closed while in use
 	closed bool
@@ -63,6 +65,10 @@ func Start(opt Options) (*Capture, error) {
 	}
 	c := &Capture{log: log, done: make(chan struct{}), fd: -1, efd: -1,
 		blocks: ringBlocks, blockSize: ringBlockSize}
+	c.poll, c.idlePoll = tapPoll, tapIdlePoll
+	if opt.tapPoll > 0 {
+		c.poll, c.idlePoll = opt.tapPoll, opt.tapPoll
+	}
 	if opt.ringBlocks > 0 {
 		c.blocks = opt.ringBlocks
 	}
@@ -242,7 +248,7 @@ func (c *Capture) Close() {
 	c.once.Do(func() {
 		c.stopping.Store(true)
 		if c.tap != nil {
-			_ = c.tap.rd.Flush() // wakes the goroutine if it waits for the ring
+			c.tap.wakeRing() // the goroutine may wait for the ring
 		} else {
 			var one [8]byte
 			binary.NativeEndian.PutUint64(one[:], 1)

@@ -694,6 +694,46 @@ func TestTapNewInterface(t *testing.T) {
 }
 
 // TestTapBadRing: a ring the tap cannot use is refused before anything is loaded.
+// TestNextTapSleep: the tap's reader sleeps tapPoll after a reading that found records, and
+// twice as long after each one that found none, up to tapIdlePoll.
+func TestNextTapSleep(t *testing.T) {
+	sleep := tapPoll
+	var got []time.Duration
+	for _, read := range []bool{false, false, false, false, false, true, false} {
+		sleep = nextTapSleep(sleep, read, tapPoll, tapIdlePoll)
+		got = append(got, sleep)
+	}
+	ms := time.Millisecond
+	want := []time.Duration{10 * ms, 20 * ms, 40 * ms, 50 * ms, 50 * ms, 5 * ms, 10 * ms}
+	if !slices.Equal(got, want) {
+		t.Errorf("sleeps %v, want %v", got, want)
+	}
+}
+
+// TestTapWakes: the tap's program wakes the reader once an eighth of the ring is full, so a
+// burst is read at once even when the reader waits long between readings (here 10 s, where
+// tapIdlePoll is 50 ms): 100 KiB through a 256 KiB ring are delivered within a second.
+func TestTapWakes(t *testing.T) {
+	privileged(t)
+	n := newTestNet(t, false)
+	port := n.server()
+	var col collector
+	c := n.start(&col, Options{Tap: true, ringBlocks: 1, ringBlockSize: 256 << 10, tapPoll: 10 * time.Second})
+	if err := c.SetPorts([]uint16{port}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the reader's first reading is done: it waits now
+	start := time.Now()
+	ts := n.send(netip.AddrPortFrom(n.serverIPv4, port), []int{100 << 10})
+	s := col.ended(t, ts[0].remote, 5*time.Second)
+	if !s.complete || !bytes.Equal(s.data, ts[0].data) {
+		t.Fatalf("complete %v (%s), %d of %d bytes", s.complete, s.reason, len(s.data), len(ts[0].data))
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the copy took %v: the reader was not woken", d)
+	}
+}
+
 func TestTapBadRing(t *testing.T) {
 	privileged(t)
 	_, err := Start(Options{Tap: true, NetnsFD: -1, Open: func(netip.AddrPort, netip.AddrPort) (Sink, error) { return nil, nil },

@@ -25,7 +25,8 @@
 //     of 64 MiB) and one TCX link per interface. They exist only through the process's
 //     descriptors, so the kernel detaches and frees them when the process ends, however it
 //     ends. A netlink socket in the namespace hears of interfaces added later, and a goroutine
-//     attaches the program to each (until Close).
+//     attaches the program to each (until Close). A copy of the ring's descriptor in Go's
+//     poller, on which the capture goroutine waits between readings.
 //   - One goroutine, the only reader of the ring. It decodes the packets, keeps the state of
 //     every connection (its next expected sequence number and the out-of-order bytes that wait
 //     for a gap to be filled: at most maxConnBuffer per connection and maxTotalBuffer in all;

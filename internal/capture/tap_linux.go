@@ -35,8 +35,10 @@ const (
 	// padding.
 	tapRecordHeader = 8
 	// tapPoll is how long the capture goroutine sleeps between two readings of the ring, so that
-	// a busy ring is read in batches.
-	tapPoll = 5 * time.Millisecond
+	// a busy ring is read in batches. While the ring stays empty the sleep doubles, up to
+	// tapIdlePoll, so that an idle session wakes the target's node 20 times a second, not 200.
+	tapPoll     = 5 * time.Millisecond
+	tapIdlePoll = 50 * time.Millisecond
 	// Indexes of the program's per-CPU counters.
 	tapHeld     = 0 // segments dropped because the ring was full (the client sends them again)
 	tapUncopied = 1 // segments passed without a copy (too large, or unreadable)
@@ -52,6 +54,8 @@ const (
 	tcxDrop      = 2  // TCX_DROP
 	hdrStartNet  = 1  // BPF_HDR_START_NET
 	rbNoWakeup   = 1  // BPF_RB_NO_WAKEUP
+	rbForceWake  = 2  // BPF_RB_FORCE_WAKEUP
+	rbAvailData  = 0  // BPF_RB_AVAIL_DATA
 	skbPktType   = 4  // offsetof(struct __sk_buff, pkt_type)
 	skbMark      = 8  // offsetof(struct __sk_buff, mark)
 	skbProtocol  = 16 // offsetof(struct __sk_buff, protocol)
@@ -72,6 +76,10 @@ type tap struct {
 	ring    *ebpf.Map // ring buffer of records
 	counts  *ebpf.Map // per-CPU array of u64: tapHeld, tapUncopied
 	rd      *ringbuf.Reader
+	// ringFD is a copy of the ring's descriptor in Go's poller: the capture goroutine waits on
+	// it (waitRing) parked in the runtime, not in a system call of its own.
+	ringFD *os.File
+	ringRC syscall.RawConn
 
 	nl       *os.File      // netlink socket in the namespace: interfaces added (watchLinks)
 	followed chan struct{} // closed when follow returns
@@ -105,6 +113,9 @@ func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error
 			err = fmt.Errorf("tap: read the ring buffer: %w", err)
 		}
 	}
+	if err == nil {
+		err = t.pollRing()
+	}
 	if err != nil {
 		t.close()
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
@@ -115,6 +126,47 @@ func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error
 	t.followed = make(chan struct{})
 	go t.follow(opt, log)
 	return t, nil
+}
+
+// pollRing puts a copy of the ring's descriptor in Go's poller (waitRing).
+func (t *tap) pollRing() error {
+	fd, err := unix.FcntlInt(uintptr(t.ring.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("tap: duplicate the ring's descriptor: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("tap: the ring's descriptor: %w", err)
+	}
+	t.ringFD = os.NewFile(uintptr(fd), "tap ring")
+	if t.ringRC, err = t.ringFD.SyscallConn(); err != nil {
+		return fmt.Errorf("tap: the ring's descriptor: %w", err)
+	}
+	return nil
+}
+
+// waitRing waits until the program wakes the ring's readers (it does when an eighth of the ring
+// is full), or for d, or until wakeRing.
+func (t *tap) waitRing(d time.Duration) {
+	if err := t.ringFD.SetReadDeadline(time.Now().Add(d)); err != nil {
+		time.Sleep(d) // not in the poller after all
+		return
+	}
+	waited := false
+	_ = t.ringRC.Read(func(uintptr) bool {
+		if waited {
+			return true
+		}
+		waited = true
+		return false // wait once for the ring to be readable, or for the deadline
+	})
+}
+
+// wakeRing ends a waitRing at once.
+func (t *tap) wakeRing() {
+	if t.ringFD != nil {
+		_ = t.ringFD.SetReadDeadline(time.Now())
+	}
 }
 
 func (t *tap) load(size int, ignore mark) (err error) {
@@ -141,7 +193,7 @@ func (t *tap) load(size int, ignore mark) (err error) {
 	t.prog, err = ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
 		Name:         tapProgramName,
 		Type:         ebpf.SchedCLS,
-		Instructions: tapProgram(t.ports.FD(), t.l2.FD(), t.scratch.FD(), t.ring.FD(), t.counts.FD(), ignore),
+		Instructions: tapProgram(t.ports.FD(), t.l2.FD(), t.scratch.FD(), t.ring.FD(), t.counts.FD(), uint64(size)/8, ignore),
 		License:      "Dual MIT/GPL",
 	}, ebpf.ProgramOptions{})
 	if err != nil {
@@ -349,29 +401,33 @@ func (t *tap) close() {
 	if t.rd != nil {
 		_ = t.rd.Close()
 	}
+	if t.ringFD != nil {
+		_ = t.ringFD.Close()
+	}
 	_ = t.prog.Close() // Close of a nil *ebpf.Program or *ebpf.Map does nothing
 	for _, m := range []*ebpf.Map{t.ports, t.l2, t.scratch, t.ring, t.counts} {
 		_ = m.Close()
 	}
 }
 
-// runTap is the capture goroutine of a tap: every tapPoll it hands the records in the ring to
-// the tracker.
+// runTap is the capture goroutine of a tap: every tapPoll (up to tapIdlePoll while the ring
+// stays empty) it hands the records in the ring to the tracker.
 func (c *Capture) runTap(tr *tracker) {
 	defer close(c.done)
 	var applied *portSet
 	var rec ringbuf.Record
 	lastStats := time.Now()
+	sleep := c.poll
 	for !c.stopping.Load() {
 		if ps := c.ports.Load(); ps != applied {
 			tr.setPorts(time.Now(), ps)
 			applied = ps
 		}
 		now := time.Now()
-		// Take what the ring holds without waiting: the goroutine sleeps between passes
-		// instead (below), since a goroutine blocked in epoll_wait keeps the Go runtime's
-		// monitor thread waking every few microseconds to take its P back (measured: 1 900
-		// wake-ups a second on the target's CPU, against none asleep).
+		// Take what the ring holds without waiting: the goroutine waits between passes in
+		// Go's poller instead (waitRing, below), since a goroutine blocked in the reader's
+		// own epoll_wait keeps the Go runtime's monitor thread waking every few microseconds
+		// to take its P back (measured: 1 900 wake-ups a second on the target's CPU).
 		c.tap.rd.SetDeadline(now)
 		var n uint64
 		for {
@@ -403,7 +459,7 @@ func (c *Capture) runTap(tr *tracker) {
 			}
 			if p, err := decode(b[tapRecordHeader:tapRecordHeader+size], size); err == nil {
 				if n%64 == 0 {
-					now = time.Now() // a record is at most tapPoll older than its reading
+					now = time.Now() // a record is at most tapIdlePoll older than its reading
 				}
 				n++
 				tr.handle(now, &p)
@@ -417,10 +473,20 @@ func (c *Capture) runTap(tr *tracker) {
 			lastStats = now
 		}
 		if !c.stopping.Load() {
-			time.Sleep(tapPoll)
+			sleep = nextTapSleep(sleep, n > 0, c.poll, c.idlePoll)
+			c.tap.waitRing(sleep)
 		}
 	}
 	tr.stop(time.Now(), "capture stopped")
+}
+
+// nextTapSleep is the wait after a reading of the ring that found records (read) or none, when
+// the wait before it was cur: poll after records, else twice cur up to idle.
+func nextTapSleep(cur time.Duration, read bool, poll, idle time.Duration) time.Duration {
+	if read {
+		return poll
+	}
+	return min(2*cur, idle)
 }
 
 // readTapCounts copies the program's counters into the stats.
@@ -439,9 +505,9 @@ func (c *Capture) readTapCounts() {
 // port in the ports map, that carries data or SYN, FIN or RST (not a bare ACK), it copies the IP
 // packet into this CPU's scratch entry after its length, and writes that record to the ring. A full ring drops the segment and counts it (tapHeld);
 // a segment it cannot copy passes and is counted (tapUncopied). Everything else passes
-// untouched, and so do packets that carry the ignored mark. The ring never wakes its reader,
-// which reads it every tapPoll.
-func tapProgram(ports, l2, scratch, ring, counts int, ignore mark) asm.Instructions {
+// untouched, and so do packets that carry the ignored mark. The ring wakes its reader only once
+// wakeAt bytes wait in it; the reader also reads it every tapPoll to tapIdlePoll.
+func tapProgram(ports, l2, scratch, ring, counts int, wakeAt uint64, ignore mark) asm.Instructions {
 	const (
 		ctx     = asm.R6 // the __sk_buff
 		l4      = asm.R7 // offset of the TCP header from the IP header
@@ -571,9 +637,15 @@ func tapProgram(ports, l2, scratch, ring, counts int, ignore mark) asm.Instructi
 		asm.Mov.Reg(asm.R4, size),
 		asm.FnSkbLoadBytes.Call(),
 		asm.JNE.Imm(asm.R0, 0, "uncopied"),
-		// Into the ring, waking nobody: the reader reads it every tapPoll.
-		asm.Mov.Imm(asm.R4, rbNoWakeup),
+		// Into the ring; wake the reader only when it has fallen behind (else it reads the
+		// ring every tapPoll to tapIdlePoll).
 		asm.LoadMapPtr(asm.R1, ring),
+		asm.Mov.Imm(asm.R2, rbAvailData),
+		asm.FnRingbufQuery.Call(),
+		asm.Mov.Imm(asm.R4, rbNoWakeup),
+		asm.JLE.Imm(asm.R0, int32(wakeAt), "output"),
+		asm.Mov.Imm(asm.R4, rbForceWake),
+		asm.LoadMapPtr(asm.R1, ring).WithSymbol("output"),
 		asm.Mov.Reg(asm.R2, rec),
 		asm.Mov.Reg(asm.R3, size),
 		asm.Add.Imm(asm.R3, tapRecordHeader),
