@@ -34,9 +34,10 @@ const (
 	// tapRecordHeader precedes each copied packet in the ring: its length (u32), then 4 bytes of
 	// padding.
 	tapRecordHeader = 8
-	// tapPoll is how long the capture goroutine sleeps between two readings of the ring, so that
-	// a busy ring is read in batches. While the ring stays empty the sleep doubles, up to
-	// tapIdlePoll, so that an idle session wakes the target's node 20 times a second, not 200.
+	// tapPoll is how long the capture goroutine waits between two readings of the ring unless
+	// the program wakes it (an eighth of the ring full), so that a busy ring is read in
+	// batches. While the ring stays empty the wait doubles, up to tapIdlePoll, so that an idle
+	// session wakes the target's node 20 times a second, not 200.
 	tapPoll     = 5 * time.Millisecond
 	tapIdlePoll = 50 * time.Millisecond
 	// Indexes of the program's per-CPU counters.
