@@ -329,6 +329,16 @@ func (n *testNet) start(col *collector, opt Options) *Capture {
 	return c
 }
 
+// capturing starts a capture with opt, as start does, that captures ports.
+func (n *testNet) capturing(col *collector, opt Options, ports ...uint16) *Capture {
+	n.t.Helper()
+	c := n.start(col, opt)
+	if err := c.SetPorts(ports); err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
 // privileged starts a privileged test and checks, after every cleanup, that no goroutine leaked.
 func privileged(t *testing.T) {
 	testenv.Privileged(t)
@@ -387,10 +397,7 @@ func testStreams(t *testing.T, opt Options) {
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, opt)
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	c := n.capturing(&col, opt, port)
 	sizes := []int{0, 1, 1000, 100_000, 1 << 20, 8 << 20, 8 << 20, 8<<20 + 12345}
 	var want Stats
 	for _, server := range []netip.Addr{n.serverIPv4, n.serverIPv6} {
@@ -432,10 +439,7 @@ func TestCaptureInNetnsOption(t *testing.T) {
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, Options{NetnsFD: -1, InNetns: func(fn func() error) error { return inNetns(int(n.a.Fd()), fn) }})
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	n.capturing(&col, Options{NetnsFD: -1, InNetns: func(fn func() error) error { return inNetns(int(n.a.Fd()), fn) }}, port)
 	ts := n.send(netip.AddrPortFrom(n.serverIPv6, port), []int{5000})
 	if s := col.ended(t, ts[0].remote, 5*time.Second); !s.complete || !bytes.Equal(s.data, ts[0].data) {
 		t.Errorf("complete %v (%q), %d of %d bytes", s.complete, s.reason, len(s.data), len(ts[0].data))
@@ -538,10 +542,7 @@ func TestCaptureRingOverflow(t *testing.T) {
 	n := newTestNet(t, false)
 	port := n.server()
 	col := collector{delay: 2 * time.Millisecond}
-	c := n.start(&col, Options{ringBlocks: 2, ringBlockSize: 256 << 10, gapTimeout: 200 * time.Millisecond})
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	c := n.capturing(&col, Options{ringBlocks: 2, ringBlockSize: 256 << 10, gapTimeout: 200 * time.Millisecond}, port)
 	ts := n.send(netip.AddrPortFrom(n.serverIPv4, port), []int{8 << 20, 8 << 20, 8 << 20, 8 << 20, 1000, 1000})
 	// Let the capture work through what the ring holds and the gaps time out.
 	time.Sleep(2 * time.Second)
@@ -588,10 +589,7 @@ func TestTapRingFull(t *testing.T) {
 	n := newTestNet(t, false)
 	port := n.server()
 	col := collector{delay: 2 * time.Millisecond}
-	c := n.start(&col, Options{Tap: true, ringBlocks: 1, ringBlockSize: 256 << 10})
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	c := n.capturing(&col, Options{Tap: true, ringBlocks: 1, ringBlockSize: 256 << 10}, port)
 	start := time.Now()
 	ts := n.send(netip.AddrPortFrom(n.serverIPv4, port), []int{1 << 20, 1 << 20, 1 << 20, 1000, 1000})
 	for _, tr := range ts {
@@ -640,10 +638,7 @@ func TestTapNewInterface(t *testing.T) {
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, Options{Tap: true})
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	n.capturing(&col, Options{Tap: true}, port)
 	before, err := TapPrograms(int(n.a.Fd()))
 	if err != nil {
 		t.Fatal(err)
@@ -718,10 +713,7 @@ func TestTapWakes(t *testing.T) {
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, Options{Tap: true, ringBlocks: 1, ringBlockSize: 256 << 10, tapPoll: 10 * time.Second})
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	n.capturing(&col, Options{Tap: true, ringBlocks: 1, ringBlockSize: 256 << 10, tapPoll: 10 * time.Second}, port)
 	time.Sleep(100 * time.Millisecond) // the reader's first reading is done: it waits now
 	start := time.Now()
 	ts := n.send(netip.AddrPortFrom(n.serverIPv4, port), []int{100 << 10})
@@ -760,10 +752,7 @@ func testNetworkLoss(t *testing.T, opt Options) {
 	nft("add", "chain", "inet", "loss", "fw", "{ type filter hook forward priority 0; }")
 	nft("add", "rule", "inet", "loss", "fw", "tcp", "dport", fmt.Sprint(port), "numgen", "random", "mod", "30", "==", "0", "counter", "drop")
 	var col collector
-	c := n.start(&col, opt)
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	c := n.capturing(&col, opt, port)
 	for _, server := range []netip.Addr{n.serverIPv4, n.serverIPv6} {
 		ts := n.send(netip.AddrPortFrom(server, port), []int{1000, 100_000, 4 << 20, 4 << 20})
 		for _, tr := range ts {
@@ -794,10 +783,7 @@ func testIgnoredMark(t *testing.T, opt Options) {
 	port := n.server()
 	var col collector
 	opt.IgnoreMark, opt.IgnoreMarkMask = 0x646f0000, 0xffff0000
-	c := n.start(&col, opt)
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	c := n.capturing(&col, opt, port)
 	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 	send := func(mark int) netip.AddrPort {
 		conn := n.dialMarked(n.a, server, mark)
@@ -850,10 +836,7 @@ func testLoopback(t *testing.T, opt Options) {
 				t.Fatal(err)
 			}
 			var col collector
-			c := n.start(&col, opt)
-			if err := c.SetPorts([]uint16{port}); err != nil {
-				t.Fatal(err)
-			}
+			c := n.capturing(&col, opt, port)
 			conn := n.dial(n.a, netip.AddrPortFrom(server, port))
 			remote, data := localAddr(conn), randomBytes(1<<20)
 			if _, err := conn.Write(data); err != nil {
@@ -1024,10 +1007,7 @@ func testManyConnections(t *testing.T, opt Options) {
 	n := newTestNet(t, false)
 	port := n.server()
 	var col collector
-	c := n.start(&col, opt)
-	if err := c.SetPorts([]uint16{port}); err != nil {
-		t.Fatal(err)
-	}
+	c := n.capturing(&col, opt, port)
 	const conns, workers = 20000, 32
 	server := netip.AddrPortFrom(n.serverIPv4, port)
 	request := func(i int) []byte {
