@@ -30,8 +30,6 @@ type Capture struct {
 	ring      []byte // the mapped receive ring
 	blocks    int
 	blockSize int
-	// poll and idlePoll are the tap reader's waits between readings (tapPoll, tapIdlePoll).
-	poll, idlePoll time.Duration
 
 	mu     sync.Mutex // guards closed, and fd against being closed while in use
 	closed bool
@@ -65,10 +63,6 @@ func Start(opt Options) (*Capture, error) {
 	}
 	c := &Capture{log: log, done: make(chan struct{}), fd: -1, efd: -1,
 		blocks: ringBlocks, blockSize: ringBlockSize}
-	c.poll, c.idlePoll = tapPoll, tapIdlePoll
-	if opt.tapPoll > 0 {
-		c.poll, c.idlePoll = opt.tapPoll, opt.tapPoll
-	}
 	if opt.ringBlocks > 0 {
 		c.blocks = opt.ringBlocks
 	}

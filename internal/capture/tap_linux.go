@@ -81,6 +81,8 @@ type tap struct {
 	// it (waitRing) parked in the runtime, not in a system call of its own.
 	ringFD *os.File
 	ringRC syscall.RawConn
+	// poll and idlePoll are the reader's waits between readings (tapPoll, tapIdlePoll).
+	poll, idlePoll time.Duration
 
 	nl       *os.File      // netlink socket in the namespace: interfaces added (watchLinks)
 	followed chan struct{} // closed when follow returns
@@ -98,7 +100,10 @@ func startTap(opt Options, size int, ignore mark, log *slog.Logger) (*tap, error
 	if size < tapMinRing || size&(size-1) != 0 {
 		return nil, fmt.Errorf("tap: a ring of %d bytes: want a power of two of at least %d", size, tapMinRing)
 	}
-	t := &tap{}
+	t := &tap{poll: tapPoll, idlePoll: tapIdlePoll}
+	if opt.tapPoll > 0 {
+		t.poll, t.idlePoll = opt.tapPoll, opt.tapPoll
+	}
 	err := t.load(size, ignore)
 	if err == nil {
 		err = runIn(opt, func() error {
@@ -418,7 +423,7 @@ func (c *Capture) runTap(tr *tracker) {
 	var applied *portSet
 	var rec ringbuf.Record
 	lastStats := time.Now()
-	sleep := c.poll
+	sleep := c.tap.poll
 	for !c.stopping.Load() {
 		if ps := c.ports.Load(); ps != applied {
 			tr.setPorts(time.Now(), ps)
@@ -474,7 +479,7 @@ func (c *Capture) runTap(tr *tracker) {
 			lastStats = now
 		}
 		if !c.stopping.Load() {
-			sleep = nextTapSleep(sleep, n > 0, c.poll, c.idlePoll)
+			sleep = nextTapSleep(sleep, n > 0, c.tap.poll, c.tap.idlePoll)
 			c.tap.waitRing(sleep)
 		}
 	}
