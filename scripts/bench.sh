@@ -354,7 +354,7 @@ row() {
   done
 }
 
-if [[ ${BENCH_ONLY:-} == incoming ]]; then :; else
+if [[ ${BENCH_ONLY:-} != incoming ]]; then
 if [[ ${BENCH_ONLY:-} != connections ]]; then
   say "bulk TCP throughput, upload (iperf3 -t $seconds -P 1), $rounds rounds"
   row up iperf3_run
