@@ -12,7 +12,11 @@
 # and compares, for the same client program:
 #   direct   the client inside the pod namespace (what the pod itself gets);
 #   doppel   the client in the laptop under `doppel exec --target pid:<pod process>`;
-#   proxy    the client in the peer namespace under proxychains4, through microsocks in the pod.
+#   proxy    the client in the peer namespace under proxychains4, through microsocks in the pod;
+#   floor    (connloop.py only) the client in the pod under `doppel exec --no-outgoing`: what one
+#            trapped call per connection costs, whatever else doppel does.
+# The incoming rows add two references without doppel: nginx's stream proxy in the path of each
+# connection (a relay), and tcpdump beside nginx (a packet capture).
 # Measured programs run as nobody (65534) in every column: doppel runs as root with
 # SUDO_UID=SUDO_GID=65534, like the tests. Nothing is attached to this machine's namespace and
 # no traffic leaves the namespaces made here. Everything is removed on exit, Ctrl-C included;
@@ -59,7 +63,7 @@ die() {
 
 # ---------------------------------------------------------------------------------------------
 # Tools: installed only when missing (the package list of scripts/deps.sh is not ours to edit).
-packages=(iproute2 util-linux procps curl jq iperf3 wrk proxychains4 microsocks nginx-light hyperfine tcpdump)
+packages=(iproute2 util-linux procps curl jq iperf3 wrk proxychains4 microsocks nginx-light libnginx-mod-stream hyperfine tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -246,9 +250,10 @@ direct() { ip netns exec "$pod" "${nobody[@]}" "$@"; }
 # $work/lingered. The program's output is complete by then, and its exit status is checked
 # through that output.
 linger_grace=3
-doppel_flags=() # flags of doppel exec for the next runs
+doppel_flags=()      # flags of doppel exec for the next runs
+doppel_ns=$laptop    # where doppel exec runs
 doppel() {
-  ip netns exec "$laptop" "$doppel" exec --target "pid:$pod_pid" "${doppel_flags[@]}" -- "$@" 8>&- 9>&- &
+  ip netns exec "$doppel_ns" "$doppel" exec --target "pid:$pod_pid" "${doppel_flags[@]}" -- "$@" 8>&- 9>&- &
   local pid=$! gone=0 kids more c
   echo "$pid $(starttime "$pid")" >>"$state/pids" # for the cleanup, should Ctrl-C come now
   while [[ -e /proc/$pid ]]; do
@@ -274,6 +279,16 @@ doppel() {
   wait "$pid"
 }
 proxy() { ip netns exec "$peer" "${nobody[@]}" proxychains4 -q -f "$work/proxychains.conf" "$@"; }
+# floor: the client in the pod namespace under `doppel exec --no-outgoing`: its connects still
+# trap (one notification each, read and let go on), and nothing else happens. Any way of
+# intercepting with seccomp pays at least that much per connection.
+floor() {
+  doppel_ns=$pod
+  doppel_flags=(--no-outgoing)
+  doppel "$@"
+  doppel_ns=$laptop
+  doppel_flags=()
+}
 modes=(direct doppel proxy)
 
 up=0
@@ -379,8 +394,10 @@ else
   modes=(direct doppel proxy)
 fi
 
-say "new connections per second with connloop.py (python3, 4 processes), $rounds rounds"
+say "new connections per second with connloop.py (python3, 4 processes), $rounds rounds; floor: one notification per connection (doppel exec --no-outgoing in the pod)"
+modes=(direct doppel proxy floor)
 row loop loop_run
+modes=(direct doppel proxy)
 
 
 say "cost of one intercepted syscall (test/bench/syscallcost, 2 s per call)"
@@ -392,7 +409,7 @@ sc() { awk -v c="$2" '$1 == c {print $3}' <<<"$1"; }
 
 if [[ ${BENCH_ONLY:-} == connections ]]; then
   for name in wrk loop; do
-    for m in doppel proxy; do
+    for m in doppel proxy floor; do
       [[ -n ${res[$name,$m]:-} ]] || continue
       # shellcheck disable=SC2086
       echo "$name $m/direct: $(ratio "$(mean ${res[$name,$m]})" "$(mean ${res[$name,direct]})")"
@@ -552,11 +569,13 @@ say "mirror (eBPF tap): keep-alive and a connection per request, session off/on,
 for round in $(seq "$rounds"); do mirror_round keepalive -t 1 -c 16; done
 for round in $(seq "$rounds"); do mirror_round close -t 1 -c 4 -H 'Connection: close'; done
 
-# tcpdump beside the capture: the packets that start with "GET " (each request of these loads is
-# one such packet), to the pod's port 80. tcpdump_stop prints how many it captured.
+# tcpdump_start NAME [SNAPLEN FILTER]: tcpdump in the pod, by default beside the capture: the
+# first 96 bytes of the packets that start with "GET " (each request of these loads is one such
+# packet), to the pod's port 80. tcpdump_stop prints how many it captured.
 tcpdump_start() {
-  taskset -c "$pod_cpu" ip netns exec "$pod" tcpdump -i any -n -s 96 -B 65536 -w /dev/null \
-    'tcp dst port 80 and tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420' >"$work/tcpdump-$1.log" 2>&1 8>&- 9>&- &
+  local snap=${2:-96} filter=${3:-'tcp dst port 80 and tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420'}
+  taskset -c "$pod_cpu" ip netns exec "$pod" tcpdump -i any -n -s "$snap" -B 65536 -w /dev/null \
+    "$filter" >"$work/tcpdump-$1.log" 2>&1 8>&- 9>&- &
   tcpdump_pid=$!
   echo "$! $(starttime $!)" >>"$state/pids"
   for _ in $(seq 50); do
@@ -607,12 +626,56 @@ say "mirror (passive capture): keep-alive and a connection per request; off, on,
 for round in $(seq "$rounds"); do capture_round keepalive -t 1 -c 16; done
 for round in $(seq "$rounds"); do capture_round close -t 1 -c 4 -H 'Connection: close'; done
 
+# References, without doppel, on the same loads and CPU: what the pod keeps with a relay in each
+# connection's path (nginx's stream proxy in the pod, port 8083 to its own nginx: a C relay with
+# no copy and no rules), and with a packet capture beside it (tcpdump writing whole packets to
+# port 80 to /dev/null). The first bounds any design that relays each connection, as mirror by
+# redirect does; the second, any that reads every packet, as passive capture does.
+cat >"$work/relay.conf" <<NGINX
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/relay.pid;
+error_log stderr;
+events { worker_connections 1024; }
+stream {
+    server {
+        listen 8083 backlog=1024;
+        proxy_pass 127.0.0.1:80;
+    }
+}
+NGINX
+start relay taskset -c "$pod_cpu" ip netns exec "$pod" nginx -p "$work" -c "$work/relay.conf" -e stderr
+for _ in $(seq 50); do
+  ip netns exec "$peer" curl -fsS --max-time 1 -o /dev/null http://192.168.77.1:8083/ 2>/dev/null && break
+  sleep 0.1
+done
+[[ $(ip netns exec "$peer" curl -fsS --max-time 2 http://192.168.77.1:8083/) == "hello from the pod" ]] ||
+  die "nginx's stream proxy in the pod does not relay: $(cat "$work/relay.log")"
+# ref_round KIND WRK-ARGS...: off, through the relay, beside tcpdump.
+ref_round() {
+  local kind=$1 off rel dump
+  shift
+  off=$(wrk_in "$work/ref-$kind-off-$round.txt" http://192.168.77.1/ "$@")
+  rel=$(wrk_in "$work/ref-$kind-relay-$round.txt" http://192.168.77.1:8083/ "$@")
+  tcpdump_start "ref-$kind-$round" 0 'tcp dst port 80'
+  dump=$(wrk_in "$work/ref-$kind-dump-$round.txt" http://192.168.77.1/ "$@")
+  tcpdump_stop "ref-$kind-$round" >/dev/null
+  res[rel_$kind,off]+="$off " res[rel_$kind,on]+="$rel "
+  res[dump_$kind,off]+="$off " res[dump_$kind,on]+="$dump "
+  echo "  [${SECONDS}s] reference $kind round $round: $off req/s direct, $rel through nginx's stream proxy, $dump beside tcpdump"
+}
+say "references without doppel: a relay in the path (nginx stream proxy), a packet capture beside (tcpdump); $rounds rounds"
+for round in $(seq "$rounds"); do ref_round keepalive -t 1 -c 16; done
+for round in $(seq "$rounds"); do ref_round close -t 1 -c 4 -H 'Connection: close'; done
+
 if [[ ${BENCH_ONLY:-} == incoming ]]; then
-  for f in in tap cap; do
+  for f in in tap cap rel dump; do
     for k in keepalive close; do
       [[ -n ${res[${f}_$k,on]:-} ]] || continue
       # shellcheck disable=SC2086
-      echo "$f $k on/off: $(ratio "$(mean ${res[${f}_$k,on]})" "$(mean ${res[${f}_$k,off]})"), got/served: $(printf '%s\n' ${res[${f}_$k,got]} | awk '{s += $1} END {print s + 0}')/$(printf '%s\n' ${res[${f}_$k,served]} | awk '{s += $1} END {print s + 0}')"
+      echo "$f $k on/off: $(ratio "$(mean ${res[${f}_$k,on]})" "$(mean ${res[${f}_$k,off]})")${res[${f}_$k,got]:+, got/served: $(printf '%s\n' ${res[${f}_$k,got]} | awk '{s += $1} END {print s + 0}')/$(printf '%s\n' ${res[${f}_$k,served]} | awk '{s += $1} END {print s + 0}')}"
     done
   done
   exit 0
@@ -809,6 +872,13 @@ doppel runs with its defaults (outgoing TCP/UDP redirected, remote DNS and files
 | New connections/s, one request per connection: wrk -t1 -c4 -H 'Connection: close', ${seconds} s | $(cell wrk direct 0 conn/s) | $(cell wrk doppel 0 conn/s) | $wrk_proxy_cell | $(ratios wrk doppel) | $wrk_proxy_ratio | ≥ 0.5 and ahead of proxychains4: $wrk_verdict |
 | New connections/s, one request per connection: connloop.py (python3, 4 processes: connect, GET, read to EOF, close), ${seconds} s | $(cell loop direct 0 conn/s) | $(cell loop doppel 0 conn/s) | $(cell loop proxy 0 conn/s) | $(ratios loop doppel) | $(ratios loop proxy) | ≥ 0.5 and ahead of proxychains4: $(verdict "$loop_doppel" 0.5 "$loop_proxy") |
 
+The floor of interception for connloop.py: the same client in the pod's namespace under
+\`doppel exec --no-outgoing\`, where each connect still traps (one notification, its address
+read, the call let go on) and nothing else happens: $(cell loop floor 0 conn/s), $(ratios loop floor)
+of direct. Under doppel proper a connection to the target's network costs that notification and
+a descriptor installed in the program (SECCOMP_IOCTL_NOTIF_ADDFD), which wakes the program's
+thread and waits for it.
+
 EOF
 if [[ -n $wrk_proxy_note ]]; then
   cat >>"$tmp" <<EOF
@@ -839,6 +909,15 @@ CPUs (see the notes).
 | Mirror (eBPF tap), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off tap) | $(in_cell close on tap) | $(in_ratio close tap) | $(in_fid close tap) | throughput ≥ 0.8 (redirect's aim): $(verdict "$(ratio_in close tap)" 0.8); fidelity 1.0: $(fid_verdict close tap) |
 | Mirror (passive capture), keep-alive: wrk -t1 -c16 | $(in_cell keepalive off cap) | $(in_cell keepalive on cap) | $(in_ratio keepalive cap) | $(in_fid keepalive cap) | throughput ≥ 0.95: $(verdict "$(ratio_in keepalive cap)" 0.95); fidelity 1.0: $(fid_verdict keepalive cap) |
 | Mirror (passive capture), a connection per request: wrk -t1 -c4 -H 'Connection: close' | $(in_cell close off cap) | $(in_cell close on cap) | $(in_ratio close cap) | $(in_fid close cap) | throughput ≥ 0.95: $(verdict "$(ratio_in close cap)" 0.95); fidelity 1.0: $(fid_verdict close cap) |
+| Reference without doppel: nginx's stream proxy in the path (port 8083 to the pod's nginx), keep-alive | $(in_cell keepalive off rel) | $(in_cell keepalive on rel) | $(in_ratio keepalive rel) | n/a | none: what any relay of each connection keeps |
+| Reference without doppel: nginx's stream proxy in the path, a connection per request | $(in_cell close off rel) | $(in_cell close on rel) | $(in_ratio close rel) | n/a | none |
+| Reference without doppel: tcpdump -s 0 'tcp dst port 80' -w /dev/null beside nginx, keep-alive | $(in_cell keepalive off dump) | $(in_cell keepalive on dump) | $(in_ratio keepalive dump) | n/a | none: what reading every packet keeps |
+| Reference without doppel: tcpdump beside nginx, a connection per request | $(in_cell close off dump) | $(in_cell close on dump) | $(in_ratio close dump) | n/a | none |
+
+The two references run the same loads without doppel on the same CPU: a relay in each
+connection's path (nginx's stream proxy, written in C, copying nothing and writing no rules) is
+the most that mirror by redirect could keep, since its agent relays each connection; tcpdump
+reading every packet to port 80 is the most that passive capture could keep.
 
 Redirect (the default) and the eBPF tap (\`--mirror-tap\`) never lose a copy: redirect because
 the agent relays each connection itself, the tap because a segment it cannot copy is dropped
