@@ -125,6 +125,15 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		return fail(err)
 	}
 	defer stopFiles()
+	var netns *os.File
+	if tgt.Local() && ag.passedSockets() != nil && cfg.Outgoing.JoinsNetns() {
+		if netns, err = targetNetns(tgt.PID); err != nil {
+			return fail(err)
+		}
+		if netns != nil {
+			defer netns.Close()
+		}
+	}
 	red, err := session.NewRedirector(session.Options{
 		Client:      client,
 		Outgoing:    cfg.Outgoing.IsEnabled(),
@@ -133,6 +142,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		Incoming:    incomingOptions(cfg, run),
 		RemoteFiles: remote,
 		Sockets:     ag.passedSockets(),
+		TargetNetns: netns,
 		Files:       files,
 		Hostname:    info.Hostname,
 		Logger:      log,
@@ -151,6 +161,7 @@ func (o *execOptions) run(cmd *cobra.Command, args []string) error {
 		Stderr:     os.Stderr,
 		Credential: run.cred,
 		Foreground: isTerminal(os.Stdin),
+		NetNS:      red.ProgramNetns(),
 		Rules:      red.Rules(),
 		Handlers:   red.Handlers(),
 		Logger:     log,
@@ -380,6 +391,29 @@ type sessionAgent interface {
 	// passedSockets is channel when TCP sockets are put in place (nil with
 	// --no-socket-passing and for an agent elsewhere).
 	passedSockets() *session.Sockets
+}
+
+// targetNetns opens the network namespace of a local target's process, or returns nil when it
+// is doppel's own (a target in this machine's network: nothing to enter).
+func targetNetns(pid int) (*os.File, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("open the network namespace of pid %d: %w", pid, err)
+	}
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &theirs); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("doppel's own network namespace: %w", err)
+	}
+	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
 }
 
 // localAgent is the agent process of a local target.

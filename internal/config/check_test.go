@@ -74,6 +74,7 @@ func full() *Config {
 				Hosts: []string{"*.svc.cluster.local"},
 			},
 			PassSockets: ptr(false),
+			JoinNetns:   ptr(false),
 		},
 		DNS: DNS{Enabled: ptr(false)},
 		Env: Env{

@@ -208,6 +208,13 @@ type Outgoing struct {
 	// pass through doppel. Default true; the flag --no-socket-passing sets it to false, and then
 	// TCP goes through doppel's local proxy and the agent connection.
 	PassSockets *bool `json:"passSockets,omitempty" yaml:"passSockets,omitempty"`
+	// JoinNetns runs the program in the network namespace of a local target (with PassSockets),
+	// so that its TCP sockets are the target's from the start and a remote connect costs
+	// doppel the least; sockets that stay on this machine (local destinations, listening
+	// sockets, UDP, unix sockets) are this machine's. Default true; the flag --no-join-netns
+	// sets it to false, and then the program runs in this machine's network namespace and doppel
+	// hands it sockets of the target's network at socket(2).
+	JoinNetns *bool `json:"joinNetns,omitempty" yaml:"joinNetns,omitempty"`
 }
 
 // Filter matches connection destinations. A destination matches when any entry of any list
@@ -388,6 +395,9 @@ func (o Outgoing) IsEnabled() bool { return o.Enabled == nil || *o.Enabled }
 
 // PassesSockets reports whether PassSockets is on (nil means on).
 func (o Outgoing) PassesSockets() bool { return o.PassSockets == nil || *o.PassSockets }
+
+// JoinsNetns reports whether JoinNetns is on (nil means on).
+func (o Outgoing) JoinsNetns() bool { return o.JoinNetns == nil || *o.JoinNetns }
 
 // IsEnabled reports whether names resolve as the target resolves them (nil means the default,
 // true).

@@ -30,6 +30,7 @@ type Flags struct {
 	httpMethods []string
 	noOutgoing  bool
 	noPass      bool
+	noJoin      bool
 	local       filterFlags
 	remote      filterFlags
 	noRemoteDNS bool
@@ -78,6 +79,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringSliceVar(&f.httpMethods, "http-method", nil, `with --steal, take only requests with this method, e.g. "GET"; repeatable, any may match (config: incoming.http.methods)`)
 	fs.BoolVar(&f.noOutgoing, "no-outgoing", false, "keep all outgoing connections on this machine (config: outgoing.enabled: false)")
 	fs.BoolVar(&f.noPass, "no-socket-passing", false, "send TCP through doppel's proxy instead of handing the program sockets of the local target's network (config: outgoing.passSockets: false)")
+	fs.BoolVar(&f.noJoin, "no-join-netns", false, "run the program in this machine's network namespace, not the local target's; doppel then hands it the target's sockets at socket(2) (config: outgoing.joinNetns: false)")
 	bindFilter(fs, &f.local, "local", "stays on this machine")
 	bindFilter(fs, &f.remote, "remote", "goes out from the target (wins over --local-*)")
 	fs.BoolVar(&f.noRemoteDNS, "no-remote-dns", false, "resolve names on this machine, not as the target does (config: dns.enabled: false)")
@@ -160,6 +162,9 @@ func (f *Flags) Apply(c *Config) error {
 	}
 	if changed("no-socket-passing") {
 		c.Outgoing.PassSockets = ptr(!f.noPass)
+	}
+	if changed("no-join-netns") {
+		c.Outgoing.JoinNetns = ptr(!f.noJoin)
 	}
 	for _, side := range []struct {
 		name string

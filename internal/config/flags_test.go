@@ -31,10 +31,11 @@ func TestFlagsApply(t *testing.T) {
 		},
 		{
 			name: "switches",
-			args: []string{"--no-outgoing", "--no-remote-dns", "--no-env", "--no-socket-passing"},
+			args: []string{"--no-outgoing", "--no-remote-dns", "--no-env", "--no-socket-passing", "--no-join-netns"},
 			want: func(c *Config) {
 				c.Outgoing.Enabled = ptr(false)
 				c.Outgoing.PassSockets = ptr(false)
+				c.Outgoing.JoinNetns = ptr(false)
 				c.DNS.Enabled = ptr(false)
 				c.Env.Enabled = ptr(false)
 			},

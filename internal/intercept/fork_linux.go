@@ -1,6 +1,7 @@
 package intercept
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -12,11 +13,15 @@ import (
 // The parent-death signal of a child fires when the THREAD that forked it exits, and Go ends
 // threads whose goroutine exits while locked (a common way to discard a thread after setns).
 // So programs are forked from one dedicated thread that never exits.
+// A program that starts in another network namespace is forked while that thread has entered
+// it (a child gets the namespaces of the thread that forks it); the thread enters its own again
+// before it forks anything else.
 type forkRequest struct {
-	name string
-	argv []string
-	attr *os.ProcAttr
-	done chan forkResult
+	name  string
+	argv  []string
+	attr  *os.ProcAttr
+	netns *os.File // nil: the forker's own
+	done  chan forkResult
 }
 
 type forkResult struct {
@@ -32,14 +37,14 @@ var (
 	forkerFilters int
 )
 
-func forkExec(name string, argv []string, attr *os.ProcAttr) (*os.Process, error) {
+func forkExec(name string, argv []string, attr *os.ProcAttr, netns *os.File) (*os.Process, error) {
 	forkOnce.Do(func() {
 		forkRequests = make(chan forkRequest)
 		ready := make(chan struct{})
 		go forker(ready)
 		<-ready
 	})
-	req := forkRequest{name: name, argv: argv, attr: attr, done: make(chan forkResult, 1)}
+	req := forkRequest{name: name, argv: argv, attr: attr, netns: netns, done: make(chan forkResult, 1)}
 	forkRequests <- req
 	res := <-req.done
 	return res.proc, res.err
@@ -52,7 +57,30 @@ func forker(ready chan<- struct{}) {
 	}
 	close(ready)
 	for req := range forkRequests {
-		proc, err := os.StartProcess(req.name, req.argv, req.attr)
-		req.done <- forkResult{proc, err}
+		var res forkResult
+		if req.netns == nil {
+			res.proc, res.err = os.StartProcess(req.name, req.argv, req.attr)
+		} else {
+			res.proc, res.err = startIn(req)
+		}
+		req.done <- res
 	}
+}
+
+// startIn starts req's process from the forker thread while it is in req.netns.
+func startIn(req forkRequest) (*os.Process, error) {
+	own, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("open this thread's network namespace: %w", err)
+	}
+	defer own.Close()
+	if err := unix.Setns(int(req.netns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("enter the target's network namespace: %w", err)
+	}
+	proc, err := os.StartProcess(req.name, req.argv, req.attr)
+	if berr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); berr != nil {
+		// Every later program would start in the wrong network: nothing sane goes on.
+		panic("intercept: the forker thread cannot enter its own network namespace again: " + berr.Error())
+	}
+	return proc, err
 }

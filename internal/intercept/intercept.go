@@ -51,9 +51,12 @@ type Config struct {
 	// and gives the terminal back to the caller's process group in Wait. The program gets its
 	// own process group either way.
 	Foreground bool
-	Rules      []Rule
-	Handlers   map[int]Handler // by syscall number; a trapped call without handler is continued; not modified after Start
-	Logger     *slog.Logger    // nil: discard
+	// NetNS, if not nil, is a network namespace (an open /proc/PID/ns/net) the program starts
+	// in, instead of the caller's. Entering it needs CAP_SYS_ADMIN.
+	NetNS    *os.File
+	Rules    []Rule
+	Handlers map[int]Handler // by syscall number; a trapped call without handler is continued; not modified after Start
+	Logger   *slog.Logger    // nil: discard
 }
 
 // Feature is one kernel feature the supervisor uses, as Probe found it.

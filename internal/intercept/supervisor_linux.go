@@ -151,7 +151,7 @@ func (s *Supervisor) launch(ctx context.Context) (err error) {
 	}
 	// /proc/self/exe rather than os.Executable(): it needs no search permission on the
 	// directories above the executable, which matters when Credential switches users.
-	proc, err := forkExec("/proc/self/exe", []string{"doppel-trampoline"}, attr)
+	proc, err := forkExec("/proc/self/exe", []string{"doppel-trampoline"}, attr, s.cfg.NetNS)
 	if err != nil {
 		return fmt.Errorf("start trampoline: %w", err)
 	}

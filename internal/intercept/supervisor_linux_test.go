@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,6 +539,50 @@ func TestCredential(t *testing.T) {
 	out, errOut, state := run(t, cfg)
 	if want := "65534\n65534\n65534\n" + content; out != want || !state.Success() {
 		t.Errorf("output %q, stderr %q, state %v; want %q", out, errOut, state, want)
+	}
+}
+
+// TestNetNS starts a program in a network namespace made for the test (Config.NetNS) and
+// checks that it runs there, as a user without privileges, while the next program, started
+// without one, runs in this process's namespace again.
+func TestNetNS(t *testing.T) {
+	requirePrivileged(t)
+	ns := make(chan *os.File, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread ends with the goroutine, in its namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Error(err)
+			ns <- nil
+			return
+		}
+		f, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			t.Error(err)
+		}
+		ns <- f
+	}()
+	netns := <-ns
+	if netns == nil {
+		return
+	}
+	defer netns.Close()
+	checkFDs(t)
+	name := func(f string) string {
+		l, err := os.Readlink(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	theirs, ours := name("/proc/self/fd/"+strconv.Itoa(int(netns.Fd()))), name("/proc/thread-self/ns/net")
+	cfg := sh(`readlink /proc/self/ns/net; id -u`)
+	cfg.Credential = &syscall.Credential{Uid: 65534, Gid: 65534}
+	cfg.NetNS = netns
+	if out, errOut, state := run(t, cfg); out != theirs+"\n65534\n" || !state.Success() {
+		t.Errorf("with NetNS: output %q, stderr %q, state %v; want %q", out, errOut, state, theirs+"\n65534\n")
+	}
+	if out, errOut, state := run(t, sh(`readlink /proc/self/ns/net`)); out != ours+"\n" || !state.Success() {
+		t.Errorf("without: output %q, stderr %q, state %v; want %q", out, errOut, state, ours+"\n")
 	}
 }
 

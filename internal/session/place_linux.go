@@ -24,9 +24,73 @@ import (
 // replaced by a fresh socket of this machine's network with its options and mode (unplace),
 // epoll registrations included, and the call then runs on that one.
 
-// placing says whether the program's TCP sockets are placed at socket(2) in this session.
+// placing says whether the program's TCP sockets are placed at socket(2) in this session:
+// by the kernel when the program runs in the target's network namespace (inTarget), else
+// by onSocket.
 func (r *Redirector) placing() bool {
 	return r.opt.Sockets != nil && r.opt.Outgoing && intercept.CanReturnFD()
+}
+
+// In the target's network namespace (local targets whose network is not this machine's, the
+// default): the program runs there, so every TCP socket it makes is one of the target's
+// network with nothing trapped, and a connect to a remote destination costs one notification
+// that only lets it go on; a placed socket needs no descriptor installed (ADDFD wakes the
+// program's thread and waits for it, which costs more than the notification itself). What must
+// stay on this machine is put back, as for placed sockets: TCP sockets that connect to a local
+// destination, bind or listen. Every other socket doppel handles as this machine's (UDP, with
+// its relays; unix sockets, whose abstract names belong to a network namespace) is answered
+// at socket(2) with one made by doppel in its own network (onSocketLocal).
+
+// inTarget says whether the program runs in the target's network namespace.
+func (r *Redirector) inTarget() bool { return r.placing() && r.opt.TargetNetns != nil }
+
+// ProgramNetns returns the network namespace the program must start in, or nil for the
+// caller's: the target's when the session places sockets and the caller gave it.
+func (r *Redirector) ProgramNetns() *os.File {
+	if r.inTarget() {
+		return r.opt.TargetNetns
+	}
+	return nil
+}
+
+// localSocketRules trap the socket(2) calls that make a socket doppel keeps on this machine
+// when the program runs in the target's network: unix sockets, UDP over IPv4 and IPv6, and
+// the stream protocols other than TCP (SCTP, MPTCP), which doppel does not place. Raw and ICMP
+// sockets are left to the kernel (the target's, with the program's own permissions: doppel
+// makes sockets as root).
+func localSocketRules() []intercept.Rule {
+	inet := intercept.ArgMatch{Arg: 0, In: []uint32{unix.AF_INET, unix.AF_INET6}}
+	return []intercept.Rule{
+		{Nr: unix.SYS_SOCKET, ArgNonZero: -1, Match: []intercept.ArgMatch{{Arg: 0, In: []uint32{unix.AF_UNIX}}}},
+		{Nr: unix.SYS_SOCKET, ArgNonZero: -1, Match: []intercept.ArgMatch{inet,
+			{Arg: 1, Mask: 0xf, In: []uint32{unix.SOCK_DGRAM}},
+			{Arg: 2, In: []uint32{0, unix.IPPROTO_UDP, unix.IPPROTO_UDPLITE}},
+		}},
+		{Nr: unix.SYS_SOCKET, ArgNonZero: -1, Match: []intercept.ArgMatch{inet,
+			{Arg: 1, Mask: 0xf, In: []uint32{unix.SOCK_STREAM, unix.SOCK_SEQPACKET}},
+			{Arg: 2, In: []uint32{unix.IPPROTO_SCTP, unix.IPPROTO_MPTCP}},
+		}},
+	}
+}
+
+// onSocketLocal answers socket(2) with a socket doppel makes in its own network namespace,
+// this machine's, with the same family, type, flags and protocol (or the error that gave).
+func (r *Redirector) onSocketLocal(q *intercept.Request) {
+	family, typ, proto := int(int32(q.Arg(0))), int(int32(q.Arg(1))), int(int32(q.Arg(2)))
+	if family != unix.AF_UNIX && !(family == unix.AF_INET || family == unix.AF_INET6) {
+		q.Continue()
+		return
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		q.Errno(errnoOf(err))
+		return
+	}
+	defer unix.Close(fd)
+	if err := q.ReturnFD(fd, typ&unix.SOCK_CLOEXEC != 0); err != nil {
+		r.log.Debug("answer socket(2) with a socket of this machine", "family", family, "err", err)
+		q.Errno(errnoOf(err))
+	}
 }
 
 // placeBalance weighs the program's recent connects, so that a program whose connections

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -38,10 +39,14 @@ type Options struct {
 	RemoteFiles *FilesOptions
 	// Sockets, when set, gives sockets of the target's network to put in the place of the
 	// program's TCP sockets (local targets); otherwise TCP goes through the local proxy.
-	Sockets  *Sockets
-	Files    map[string][]byte // absolute path → content, served read-only
-	Hostname string            // answered by uname
-	Logger   *slog.Logger
+	Sockets *Sockets
+	// TargetNetns, when set with Sockets, is the target's network namespace (an open
+	// /proc/PID/ns/net, not the caller's): the program then runs in it (ProgramNetns), so that
+	// its TCP sockets are the target's from socket(2) on.
+	TargetNetns *os.File
+	Files       map[string][]byte // absolute path → content, served read-only
+	Hostname    string            // answered by uname
+	Logger      *slog.Logger
 }
 
 // Redirector routes a supervised program's syscalls into a session. Its handlers run on the
@@ -161,7 +166,10 @@ func (r *Redirector) Rules() []intercept.Rule {
 			}
 		}
 	}
-	if r.placing() {
+	switch {
+	case r.inTarget():
+		rules = append(rules, localSocketRules()...)
+	case r.placing():
 		rules = append(rules, socketRule())
 	}
 	if r.opt.Incoming != nil || r.placing() {
@@ -254,6 +262,9 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 	}
 	if r.placing() {
 		h[unix.SYS_SOCKET] = r.onSocket
+		if r.inTarget() {
+			h[unix.SYS_SOCKET] = r.onSocketLocal
+		}
 		// A socket that binds or listens is a local one: put back before the call goes on.
 		for _, nr := range []int{unix.SYS_BIND, unix.SYS_LISTEN} {
 			handle := h[nr]

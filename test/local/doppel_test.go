@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"doppel.dev/doppel/internal/testenv"
 )
@@ -184,7 +187,7 @@ print("reply", s.recv(64).split(b"\r\n")[0].decode())
 	for _, c := range []struct {
 		flags []string
 		local string
-	}{{nil, testenv.PodIP}, {[]string{"--no-socket-passing"}, "127.0.0.1"}} {
+	}{{nil, testenv.PodIP}, {[]string{"--no-join-netns"}, testenv.PodIP}, {[]string{"--no-socket-passing"}, "127.0.0.1"}} {
 		r := runDoppel(t, tp, doppel, c.flags, nil, "/usr/bin/python3", "-c", py)
 		if r.exitCode != 0 {
 			t.Fatalf("doppel exec %v: %v", c.flags, r)
@@ -195,16 +198,18 @@ print("reply", s.recv(64).split(b"\r\n")[0].decode())
 	}
 }
 
-// TestDoppelExecPlacedSockets checks the sockets doppel places at socket(2): a TCP socket is
-// one of the pod's network from the start, and one that turns out to be local (a connect to
-// loopback, with options, non-blocking mode and an epoll registration made before; a bind and
-// listen; TCP Fast Open to loopback) is put back, so that everything the program does with it
-// happens on this machine. Once placing is off, a socket registered with epoll before its
-// remote connect is replaced at the connect, its registration moved with it.
+// TestDoppelExecPlacedSockets checks the sockets doppel places at socket(2) when the program
+// runs in this machine's network namespace (--no-join-netns): a TCP socket is one of the pod's
+// network from the start, and one that turns out to be local (a connect to loopback, with
+// options, non-blocking mode and an epoll registration made before; a bind and listen; TCP Fast
+// Open to loopback) is put back, so that everything the program does with it happens on this
+// machine. Once placing is off, a socket registered with epoll before its remote connect is
+// replaced at the connect, its registration moved with it.
 func TestDoppelExecPlacedSockets(t *testing.T) {
 	tp, doppel := setup(t)
 	const py = `
 import errno, os, select, socket
+print("netns", os.readlink("/proc/self/ns/net"))
 COOKIE = 71  # SO_NETNS_COOKIE
 def cookie(s):
     return s.getsockopt(socket.SOL_SOCKET, COOKIE, 8)
@@ -261,9 +266,12 @@ print("replaced events", ep2.poll(5) == [(e.fileno(), select.EPOLLOUT)])
 ep2.unregister(e.fileno())
 print("replaced", cookie(e) != here, e.getsockname()[0])
 `
-	r := runDoppel(t, tp, doppel, nil, nil, "/usr/bin/python3", "-c", py)
+	r := runDoppel(t, tp, doppel, []string{"--no-join-netns"}, nil, "/usr/bin/python3", "-c", py)
 	if r.exitCode != 0 {
 		t.Fatalf("doppel exec: %v", r)
+	}
+	if want := "netns " + netnsOf(t, "/run/netns/"+tp.LaptopNetNS()) + "\n"; !strings.Contains(r.stdout, want) {
+		t.Errorf("stdout lacks %q (the laptop's network namespace): %v", want, r)
 	}
 	fd := "" // the registration's data is the client's descriptor number, which epoll reports back
 	if m := missing(r.stdout, []string{
@@ -282,6 +290,97 @@ print("replaced", cookie(e) != here, e.getsockname()[0])
 	if !strings.HasPrefix(fd, "[(") || !strings.HasSuffix(fd, ", 4)]") {
 		t.Errorf("epoll did not report the moved registration (EPOLLOUT = 4): events %q: %v", fd, r)
 	}
+}
+
+// TestDoppelExecInTargetNetns checks the default for a local target: the program runs in the
+// target's network namespace, its TCP sockets are the target's before they connect, and what
+// stays on this machine does: a TCP connect and a UDP datagram to loopback, and a unix socket's
+// abstract name, reach servers of the laptop namespace (nothing listens on those in the pod).
+func TestDoppelExecInTargetNetns(t *testing.T) {
+	tp, doppel := setup(t)
+	const server = `
+import socket, sys, threading
+u = socket.socket(socket.AF_UNIX)
+u.bind("\0" + sys.argv[1])
+u.listen(4)
+t = socket.socket()
+t.bind(("127.0.0.1", 0))
+t.listen(4)
+d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+d.bind(("127.0.0.1", 0))
+print(t.getsockname()[1], d.getsockname()[1], flush=True)
+def serve(s, word):
+    while True:
+        c, _ = s.accept()
+        c.sendall(word)
+        c.close()
+threading.Thread(target=serve, args=(u, b"laptop unix"), daemon=True).start()
+threading.Thread(target=serve, args=(t, b"laptop tcp"), daemon=True).start()
+while True:
+    b, a = d.recvfrom(64)
+    d.sendto(b"laptop " + b, a)
+`
+	name := fmt.Sprintf("doppel-test-%d", os.Getpid())
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := tp.InLaptop(ctx, "/usr/bin/python3", "-c", server, name)
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = srv.Wait()
+	})
+	ports, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the laptop's server: %v", err)
+	}
+	tcpPort, udpPort, _ := strings.Cut(strings.TrimSpace(ports), " ")
+
+	const py = `
+import os, socket, sys
+def cookie(s):
+    return s.getsockopt(socket.SOL_SOCKET, 71, 8)  # SO_NETNS_COOKIE
+print("netns", os.readlink("/proc/self/ns/net"))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t = socket.socket()
+print("tcp target", cookie(t) != cookie(u))
+t.connect(("127.0.0.1", int(sys.argv[1])))
+print("loopback", t.recv(32).decode(), cookie(t) == cookie(u))
+x = socket.socket(socket.AF_UNIX)
+x.connect("\0" + sys.argv[3])
+print("abstract", x.recv(32).decode())
+u.settimeout(5)
+u.sendto(b"ping", ("127.0.0.1", int(sys.argv[2])))
+print("udp", u.recvfrom(64)[0].decode())
+r = socket.socket()
+r.connect(("10.96.0.80", 80))
+print("remote", cookie(r) != cookie(u), r.getsockname()[0])
+`
+	r := runDoppel(t, tp, doppel, nil, nil, "/usr/bin/python3", "-c", py, tcpPort, udpPort, name)
+	if r.exitCode != 0 {
+		t.Fatalf("doppel exec: %v", r)
+	}
+	if m := missing(r.stdout, []string{
+		"netns " + netnsOf(t, fmt.Sprintf("/proc/%d/ns/net", tp.PodPID())) + "\n",
+		"tcp target True\n", "loopback laptop tcp True\n", "abstract laptop unix\n", "udp laptop ping\n",
+		"remote True " + testenv.PodIP + "\n",
+	}); len(m) > 0 {
+		t.Errorf("stdout lacks %q: %v", m, r)
+	}
+}
+
+// netnsOf names the network namespace at path as readlink of /proc/PID/ns/net does.
+func netnsOf(t *testing.T, path string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("net:[%d]", st.Ino)
 }
 
 // TestDoppelExecTargetView checks that the program sees the target's hostname, files and
