@@ -875,9 +875,10 @@ doppel runs with its defaults (outgoing TCP/UDP redirected, remote DNS and files
 The floor of interception for connloop.py: the same client in the pod's namespace under
 \`doppel exec --no-outgoing\`, where each connect still traps (one notification, its address
 read, the call let go on) and nothing else happens: $(cell loop floor 0 conn/s), $(ratios loop floor)
-of direct. Under doppel proper a connection to the target's network costs that notification and
-a descriptor installed in the program (SECCOMP_IOCTL_NOTIF_ADDFD), which wakes the program's
-thread and waits for it.
+of direct. Under doppel, where the program runs in the target's network namespace (a local
+target's default), a connection to the target's network costs that notification too and
+nothing more; with \`--no-join-netns\` it also costs a descriptor installed in the program at
+socket(2) (SECCOMP_IOCTL_NOTIF_ADDFD), which wakes the program's thread and waits for it.
 
 EOF
 if [[ -n $wrk_proxy_note ]]; then
