@@ -77,8 +77,8 @@ func localSocketRules() []intercept.Rule {
 // this machine's, with the same family, type, flags and protocol (or the error that gave).
 func (r *Redirector) onSocketLocal(q *intercept.Request) {
 	family, typ, proto := int(int32(q.Arg(0))), int(int32(q.Arg(1))), int(int32(q.Arg(2)))
-	if family != unix.AF_UNIX && !(family == unix.AF_INET || family == unix.AF_INET6) {
-		q.Continue()
+	if family != unix.AF_UNIX && family != unix.AF_INET && family != unix.AF_INET6 {
+		q.Continue() // not one the rules trap
 		return
 	}
 	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
