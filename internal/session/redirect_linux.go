@@ -111,6 +111,12 @@ func NewRedirector(opt Options) (*Redirector, error) {
 			cancel()
 			return nil, fmt.Errorf("network namespace cookie (SO_NETNS_COOKIE, Linux 5.14): %w", err)
 		}
+		if !r.inTarget() {
+			// The program's TCP sockets are this machine's: socket(2) or connect takes ready
+			// ones. In the target's namespace only a socket put back and then connected to a
+			// remote destination does, and it asks for one.
+			opt.Sockets.prefill()
+		}
 	}
 	if r.proxy4, err = newTCPProxy(r, "tcp4", "127.0.0.1:0"); err != nil {
 		cancel()
@@ -261,9 +267,10 @@ func (r *Redirector) Handlers() map[int]intercept.Handler {
 		h[unix.SYS_LISTEN] = (*intercept.Request).Continue
 	}
 	if r.placing() {
-		h[unix.SYS_SOCKET] = r.onSocket
 		if r.inTarget() {
 			h[unix.SYS_SOCKET] = r.onSocketLocal
+		} else {
+			h[unix.SYS_SOCKET] = r.onSocket
 		}
 		// A socket that binds or listens is a local one: put back before the call goes on.
 		for _, nr := range []int{unix.SYS_BIND, unix.SYS_LISTEN} {

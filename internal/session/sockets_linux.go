@@ -40,15 +40,20 @@ type socketResult struct {
 // agent one round trip per batch, not one per socket.
 const poolSize = 2 * wire.MaxSocketBatch
 
-// NewSockets starts handing out sockets over conn (a unix SOCK_SEQPACKET socket, non-blocking),
-// and asks for the first ones of each family.
+// NewSockets starts handing out sockets over conn (a unix SOCK_SEQPACKET socket, non-blocking).
+// The ready sockets are asked for with the first Get or TryGet of a family, or by prefill.
 func NewSockets(conn *os.File) *Sockets {
 	s := &Sockets{conn: conn, waiting: make(map[uint32]chan socketResult), ready: make(map[int][]*os.File),
 		filling: make(map[int]bool), done: make(chan struct{})}
 	go s.read()
+	return s
+}
+
+// prefill asks for the first ready sockets of each family now, for a session that takes them
+// at the program's first socket(2) or connect.
+func (s *Sockets) prefill() {
 	s.fill(unix.AF_INET)
 	s.fill(unix.AF_INET6)
-	return s
 }
 
 // Get returns a fresh TCP socket of family (unix.AF_INET or AF_INET6) made in the target's
